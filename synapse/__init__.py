@@ -1,0 +1,85 @@
+"""Synapse: connect any LLM provider once, use every model through one interface.
+
+    >>> import synapse
+    >>> reply = synapse.chat("claude-sonnet-4-5", "Say hi")
+    >>> reply.text, reply.usage.cache_read_tokens
+
+Provider code is imported lazily, on first use: `import synapse` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ContextTooLongError,
+    CostLimitError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    ProviderError,
+    ProviderNotInstalledError,
+    ProviderTimeoutError,
+    RateLimitError,
+    SettingsError,
+    SynapseError,
+    UnknownModelError,
+    UpstreamUnavailableError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ContextTooLongError",
+    "CostLimitError",
+    "Message",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "ProviderError",
+    "ProviderNotInstalledError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "Response",
+    "SettingsError",
+    "SynapseError",
+    "Tool",
+    "ToolCall",
+    "UnknownModelError",
+    "UpstreamUnavailableError",
+    "Usage",
+    "__version__",
+    "achat",
+    "aembed",
+    "astream",
+    "chat",
+    "embed",
+    "stream",
+]
+
+_LAZY = {
+    "achat": "client", "aembed": "client", "astream": "client",
+    "chat": "client", "embed": "client", "stream": "client",
+    "Message": "types", "Response": "types", "Tool": "types", "ToolCall": "types", "Usage": "types",
+}
+
+if TYPE_CHECKING:
+    from .client import achat, aembed, astream, chat, embed, stream
+    from .types import Message, Response, Tool, ToolCall, Usage
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'synapse' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,310 @@
+"""Every provider Synapse knows: its card, its settings, its routing prefixes, its protocol.
+
+A provider that speaks an existing wire protocol is one entry here and nothing else.
+`ProviderSpec.configure(settings)` turns the flat settings into the resolved
+`ProviderConfig` an adapter is built from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["PROVIDERS", "CardField", "ProviderConfig", "ProviderSpec", "get"]
+
+FieldKind = Literal["secret", "text", "url", "list", "select"]
+
+
+@dataclass(frozen=True, slots=True)
+class CardField:
+    """One input on a provider's Settings -> Models card, bound to one settings key."""
+
+    setting: str
+    label: str
+    kind: FieldKind = "text"
+    required: bool = False
+    placeholder: str = ""
+    help: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """A provider's resolved settings: what an adapter needs, nothing else. Hashable."""
+
+    api_key: str = ""
+    base_url: str = ""
+    region: str = ""
+    control_url: str = ""
+    inference_profile: str = ""
+    models: tuple[str, ...] = ()
+    embed_models: tuple[str, ...] = ()
+    #: SigV4 credentials for Bedrock (access key, secret, session token), from the environment.
+    aws_credentials: tuple[str, str, str] | None = None
+    timeout: float = 120.0
+    max_retries: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    id: str
+    label: str
+    #: Module under synapse.providers that speaks this provider's wire protocol.
+    protocol: str
+    #: Model-name prefixes that route here and are part of the upstream id (`claude-`).
+    name_prefixes: tuple[str, ...] = ()
+    #: Routing-only prefix, stripped before the call (`oaic.`).
+    route_prefix: str = ""
+    key_setting: str = ""
+    key_hint: str = ""
+    base_url_setting: str = ""
+    default_base_url: str = ""
+    console_url: str = ""
+    console_label: str = ""
+    fields: tuple[CardField, ...] = ()
+    local: bool = False
+    #: Whether a key is needed for the provider to count as configured.
+    needs_key: bool = True
+    #: Static model names from settings (comma-separated), for providers with no model list.
+    models_setting: str = ""
+    embed_models_setting: str = ""
+    #: Seed model table: (model id, "best for" note); labels and fallback for the selector.
+    known_models: tuple[tuple[str, str], ...] = field(default=())
+
+    def configure(self, settings: Mapping[str, Any]) -> ProviderConfig:
+        get = lambda key: str(settings.get(key) or "").strip() if key else ""  # noqa: E731
+        split = lambda key: tuple(v.strip() for v in get(key).split(",") if v.strip())  # noqa: E731
+        region = get("aws_region") if self.id == "bedrock" else ""
+        base_url = get(self.base_url_setting) or self.default_base_url.format(region=region)
+        control_url = ""
+        creds = None
+        if self.id == "bedrock":
+            control_url = get("bedrock_control_url") or f"https://bedrock.{region}.amazonaws.com"
+            access, secret = os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+            if access and secret:
+                creds = (access, secret, os.environ.get("AWS_SESSION_TOKEN", ""))
+        try:
+            timeout = float(settings.get("request_timeout") or 120.0)
+            retries = int(settings.get("max_retries") if settings.get("max_retries") is not None else 2)
+        except (TypeError, ValueError):
+            timeout, retries = 120.0, 2
+        return ProviderConfig(
+            api_key=get(self.key_setting),
+            base_url=base_url.rstrip("/"),
+            region=region,
+            control_url=control_url.rstrip("/"),
+            inference_profile=get("bedrock_inference_profile") if self.id == "bedrock" else "",
+            models=split(self.models_setting),
+            embed_models=split(self.embed_models_setting),
+            aws_credentials=creds,
+            timeout=timeout,
+            max_retries=max(0, retries),
+        )
+
+    def is_configured(self, config: ProviderConfig) -> bool:
+        if self.id == "bedrock":
+            return bool(config.api_key or config.aws_credentials)
+        if self.needs_key and not config.api_key:
+            return False
+        return bool(config.base_url) or self.protocol == "huggingface"
+
+    def missing_setting(self) -> str:
+        """The setting a user must fill for this provider to work."""
+        if self.needs_key:
+            return self.key_setting
+        return self.base_url_setting
+
+
+_KEY = "API Key"
+
+PROVIDERS: tuple[ProviderSpec, ...] = (
+    ProviderSpec(
+        id="anthropic",
+        label="Anthropic Claude",
+        protocol="anthropic",
+        name_prefixes=("claude-",),
+        key_setting="anthropic_key",
+        key_hint="sk-ant-…",
+        base_url_setting="anthropic_base_url",
+        default_base_url="https://api.anthropic.com",
+        console_url="https://console.anthropic.com/settings/keys",
+        console_label="Anthropic Console",
+        fields=(CardField("anthropic_key", _KEY, "secret", True, "sk-ant-…"),),
+        known_models=(
+            ("claude-opus-4-5", "hardest reasoning and long agentic work"),
+            ("claude-sonnet-4-5", "best balance of quality, speed and cost"),
+            ("claude-haiku-4-5", "fast, cheap, high-volume tasks"),
+        ),
+    ),
+    ProviderSpec(
+        id="openai",
+        label="OpenAI",
+        protocol="openai",
+        name_prefixes=("gpt-", "chatgpt-", "o1", "o3", "o4"),
+        key_setting="openai_key",
+        key_hint="sk-…",
+        base_url_setting="openai_base_url",
+        default_base_url="https://api.openai.com/v1",
+        console_url="https://platform.openai.com/api-keys",
+        console_label="OpenAI platform",
+        fields=(CardField("openai_key", _KEY, "secret", True, "sk-…"),),
+        known_models=(
+            ("gpt-5", "flagship general model"),
+            ("gpt-5-mini", "cheaper everyday model"),
+            ("gpt-4.1", "long context, strong tool use"),
+            ("o3", "deliberate reasoning"),
+            ("o4-mini", "fast reasoning"),
+        ),
+    ),
+    ProviderSpec(
+        id="gemini",
+        label="Google Gemini",
+        protocol="gemini",
+        name_prefixes=("gemini-", "gemma-"),
+        key_setting="gemini_key",
+        key_hint="AIza…",
+        base_url_setting="gemini_base_url",
+        default_base_url="https://generativelanguage.googleapis.com",
+        console_url="https://aistudio.google.com/app/apikey",
+        console_label="Google AI Studio",
+        fields=(CardField("gemini_key", _KEY, "secret", True, "AIza…"),),
+        known_models=(
+            ("gemini-2.5-pro", "long documents and hard reasoning"),
+            ("gemini-2.5-flash", "fast, cheap, multimodal"),
+            ("gemini-2.5-flash-lite", "cheapest high-volume tasks"),
+        ),
+    ),
+    ProviderSpec(
+        id="xai",
+        label="xAI Grok",
+        protocol="openai",
+        name_prefixes=("grok-",),
+        key_setting="grok_key",
+        key_hint="xai-…",
+        base_url_setting="grok_base_url",
+        default_base_url="https://api.x.ai/v1",
+        console_url="https://console.x.ai",
+        console_label="xAI console",
+        fields=(CardField("grok_key", _KEY, "secret", True, "xai-…"),),
+        known_models=(
+            ("grok-4", "frontier reasoning"),
+            ("grok-3-mini", "fast and cheap"),
+        ),
+    ),
+    ProviderSpec(
+        id="deepseek",
+        label="DeepSeek",
+        protocol="openai",
+        name_prefixes=("deepseek-",),
+        key_setting="deepseek_key",
+        key_hint="sk-…",
+        base_url_setting="deepseek_base_url",
+        default_base_url="https://api.deepseek.com",
+        console_url="https://platform.deepseek.com/api_keys",
+        console_label="DeepSeek platform",
+        fields=(CardField("deepseek_key", _KEY, "secret", True, "sk-…"),),
+        known_models=(
+            ("deepseek-chat", "cheap general chat and coding"),
+            ("deepseek-reasoner", "step-by-step reasoning"),
+        ),
+    ),
+    ProviderSpec(
+        id="bedrock",
+        label="AWS Bedrock",
+        protocol="bedrock",
+        route_prefix="bedrock.",
+        key_setting="bedrock_api_key",
+        key_hint="absk-…",
+        base_url_setting="bedrock_runtime_url",
+        default_base_url="https://bedrock-runtime.{region}.amazonaws.com",
+        console_url="https://docs.aws.amazon.com/bedrock/latest/userguide/api-keys.html",
+        console_label="AWS Bedrock API keys docs",
+        fields=(
+            CardField("bedrock_api_key", _KEY, "secret", True, "absk-…"),
+            CardField("aws_region", "AWS Region", "text", True, "us-east-1"),
+            CardField(
+                "bedrock_inference_profile",
+                "Inference Profile",
+                "select",
+                False,
+                "none — direct invocation",
+                "An inference profile id or ARN; used for every Bedrock chat call when set.",
+            ),
+            CardField("embedding_model", "Embedding Model", "text", False, "amazon.titan-embed-text-v2:0"),
+        ),
+        known_models=(
+            ("anthropic.claude-sonnet-4-5-20250929-v1:0", "Claude on your AWS account"),
+            ("amazon.nova-pro-v1:0", "Amazon's general model"),
+            ("amazon.titan-embed-text-v2:0", "embeddings"),
+        ),
+    ),
+    ProviderSpec(
+        id="oaic",
+        label="OpenAI Compatible",
+        protocol="openai",
+        route_prefix="oaic.",
+        key_setting="openai_compatible_key",
+        key_hint="the key your provider gave you",
+        base_url_setting="openai_compatible_base_url",
+        console_url="",
+        fields=(
+            CardField("openai_compatible_key", _KEY, "secret", True),
+            CardField("openai_compatible_base_url", "Base URL", "url", True, "https://openrouter.ai/api/v1"),
+            CardField("openai_compatible_models", "Model Names", "list", False, "model-a, model-b"),
+            CardField("openai_compatible_embed_models", "Embedding Model Names", "list", False, "embed-model"),
+        ),
+        models_setting="openai_compatible_models",
+        embed_models_setting="openai_compatible_embed_models",
+    ),
+    ProviderSpec(
+        id="ollama",
+        label="Ollama (Local)",
+        protocol="ollama",
+        route_prefix="ollama.",
+        base_url_setting="ollama_base_url",
+        default_base_url="http://127.0.0.1:11434",
+        console_url="https://ollama.com/download",
+        console_label="Ollama download",
+        fields=(CardField("ollama_base_url", "Base URL", "url", True, "http://127.0.0.1:11434"),),
+        local=True,
+        needs_key=False,
+    ),
+    ProviderSpec(
+        id="locv1",
+        label="Local V1 Compatible",
+        protocol="openai",
+        route_prefix="locv1.",
+        key_setting="local_compatible_key",
+        base_url_setting="local_compatible_base_url",
+        fields=(
+            CardField("local_compatible_base_url", "Base URL", "url", True, "http://127.0.0.1:1234/v1"),
+            CardField("local_compatible_key", "API Key (optional)", "secret", False),
+            CardField("local_compatible_models", "Model Names", "list", False, "qwen2.5-7b-instruct"),
+            CardField("local_compatible_embed_models", "Embedding Model Names", "list", False),
+        ),
+        local=True,
+        needs_key=False,
+        models_setting="local_compatible_models",
+        embed_models_setting="local_compatible_embed_models",
+    ),
+    ProviderSpec(
+        id="hf",
+        label="Hugging Face (Local)",
+        protocol="huggingface",
+        route_prefix="hf.",
+        console_url="https://huggingface.co/models",
+        console_label="Hugging Face models",
+        local=True,
+        needs_key=False,
+    ),
+)
+
+_BY_ID = {p.id: p for p in PROVIDERS}
+
+
+def get(provider_id: str) -> ProviderSpec:
+    try:
+        return _BY_ID[provider_id]
+    except KeyError:
+        raise KeyError(f"unknown provider {provider_id!r}; known: {', '.join(_BY_ID)}") from None

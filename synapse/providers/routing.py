@@ -1,0 +1,75 @@
+"""Model name -> (provider, upstream model id).
+
+`claude-sonnet-4-5` goes to Anthropic as is; `oaic.my-model` goes to the
+OpenAI-compatible cloud as `my-model`; a bare name that matches nothing goes to Ollama.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..errors import UnknownModelError
+from .catalog import PROVIDERS, ProviderSpec
+from .catalog import get as get_spec
+
+__all__ = ["KNOWN_PREFIXES", "Route", "resolve"]
+
+# o1, o3, o4 and their dashed forms (o1-mini, o3-pro, o4-mini-2025-04-16), not "o3x".
+_O_SERIES = re.compile(r"^o[134](?:-|$)")
+
+_ROUTE_PREFIXES = tuple((p.route_prefix, p) for p in PROVIDERS if p.route_prefix)
+_NAME_PREFIXES = tuple(
+    (prefix, p) for p in PROVIDERS for prefix in p.name_prefixes if not re.fullmatch(r"o[134]", prefix)
+)
+
+#: Embedding model names that carry no routing prefix of their own.
+_EMBED_NAME_PREFIXES = (
+    ("text-embedding-", "openai"),
+    ("amazon.titan-embed", "bedrock"),
+    ("cohere.embed", "bedrock"),
+)
+
+#: For error messages: every prefix a user can type.
+KNOWN_PREFIXES = tuple(prefix for prefix, _ in _NAME_PREFIXES) + ("o1", "o3", "o4") + tuple(
+    prefix + "<name>" for prefix, _ in _ROUTE_PREFIXES
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    spec: ProviderSpec
+    #: The id sent to the provider (routing prefix stripped, inference profile applied).
+    upstream_model: str
+    #: The name as the caller wrote it.
+    model: str
+    #: True when the name matched no prefix and fell through to Ollama.
+    bare: bool = False
+
+
+def resolve(model: str, settings: Mapping[str, Any] | None = None, purpose: Literal["chat", "embed"] = "chat") -> Route:
+    name = model.strip()
+    if not name:
+        raise UnknownModelError("no model given: pass a model name (e.g. claude-sonnet-4-5) or set `model` in settings")
+    for prefix, spec in _ROUTE_PREFIXES:
+        if name.startswith(prefix):
+            upstream = name[len(prefix):]
+            if not upstream:
+                raise UnknownModelError(f"{name!r} names no model: write {prefix}<model name>")
+            if spec.id == "bedrock" and purpose == "chat" and settings is not None:
+                profile = str(settings.get("bedrock_inference_profile") or "").strip()
+                if profile:
+                    upstream = profile
+            return Route(spec, upstream, name)
+    if purpose == "embed":
+        for prefix, provider_id in _EMBED_NAME_PREFIXES:
+            if name.startswith(prefix):
+                return Route(get_spec(provider_id), name, name)
+    for prefix, spec in _NAME_PREFIXES:
+        if name.startswith(prefix):
+            return Route(spec, name, name)
+    if _O_SERIES.match(name):
+        return Route(get_spec("openai"), name, name)
+    return Route(get_spec("ollama"), name, name, bare=True)

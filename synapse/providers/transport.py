@@ -1,0 +1,304 @@
+"""Shared HTTP for every adapter: one pooled aiohttp session per event loop, retries
+with backoff that honours Retry-After, and the SSE / NDJSON readers.
+
+Retries happen only before a response body is handed to the caller: a stream that
+fails after its first event is reported, never silently replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import aiohttp
+import orjson
+
+from ..errors import ProviderError, ProviderTimeoutError, UpstreamUnavailableError
+
+if TYPE_CHECKING:
+    from .catalog import ProviderConfig, ProviderSpec
+
+__all__ = [
+    "ErrorSource",
+    "HttpResult",
+    "SSEEvent",
+    "close_session",
+    "dumps",
+    "iter_lines",
+    "iter_ndjson",
+    "iter_sse",
+    "loads",
+    "open_stream",
+    "parse_retry_after",
+    "request",
+    "session",
+]
+
+dumps = orjson.dumps
+loads = orjson.loads
+
+#: Largest delay we will sleep for a Retry-After before giving up and reporting it.
+MAX_RETRY_AFTER = 60.0
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 8.0
+
+_sessions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession]" = weakref.WeakKeyDictionary()
+
+
+def session() -> aiohttp.ClientSession:
+    """The pooled client session of the running event loop, created on first use."""
+    loop = asyncio.get_running_loop()
+    s = _sessions.get(loop)
+    if s is None or s.closed:
+        connector = aiohttp.TCPConnector(limit=512, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
+        s = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=True)
+        _sessions[loop] = s
+    return s
+
+
+async def close_session() -> None:
+    """Close the running loop's session (call before the loop ends)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    s = _sessions.pop(loop, None)
+    if s is not None and not s.closed:
+        await s.close()
+
+
+class ErrorSource(Protocol):
+    """What the transport needs from an adapter to report failures in its provider's words."""
+
+    spec: ProviderSpec
+    config: ProviderConfig
+
+    def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError: ...
+
+
+@dataclass(slots=True)
+class HttpResult:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return loads(self.body)
+
+
+@dataclass(slots=True)
+class SSEEvent:
+    event: str | None
+    data: bytes
+
+    def json(self) -> Any:
+        return loads(self.data)
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """`retry-after-ms`, then `retry-after` (seconds, float or HTTP date); None if absent."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    ra = headers.get("retry-after")
+    if ra:
+        try:
+            return max(0.0, float(ra))
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(ra)
+            except (TypeError, ValueError):
+                return None
+            return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+def _should_retry(err: ProviderError, headers: Mapping[str, str] | None) -> bool:
+    if headers is not None:
+        forced = headers.get("x-should-retry")
+        if forced == "true":
+            return True
+        if forced == "false":
+            return False
+    return err.retryable
+
+
+def _delay(attempt: int, err: ProviderError) -> float | None:
+    """Seconds to wait before retry number `attempt` (0-based); None: do not retry."""
+    if err.retry_after is not None:
+        return err.retry_after if err.retry_after <= MAX_RETRY_AFTER else None
+    backoff = min(BACKOFF_CAP, BACKOFF_BASE * (2**attempt))
+    return backoff * (0.5 + random.random() / 2)
+
+
+def _timeout(source: ErrorSource) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, connect=min(10.0, source.config.timeout), sock_read=source.config.timeout)
+
+
+def _connection_error(source: ErrorSource, url: str, exc: BaseException) -> ProviderError:
+    spec = source.spec
+    where = f" (check {spec.base_url_setting})" if spec.base_url_setting else ""
+    if isinstance(exc, asyncio.TimeoutError):
+        return ProviderTimeoutError(
+            f"{spec.label} did not answer within {source.config.timeout:g} s{where}", provider=spec.id
+        )
+    host = url.split("/")[2] if "://" in url else url
+    reason = type(exc).__name__
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = f"connection failed: {exc.os_error.strerror or exc.os_error}" if exc.os_error else "connection failed"
+    elif isinstance(exc, aiohttp.ServerDisconnectedError):
+        reason = "the server closed the connection"
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        reason = "the response was cut off"
+    return UpstreamUnavailableError(f"cannot reach {spec.label} at {host}: {reason}{where}", provider=spec.id)
+
+
+async def request(
+    source: ErrorSource,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    body: bytes | None = None,
+    params: Mapping[str, str] | None = None,
+) -> HttpResult:
+    """Send one request, retrying what may be retried; return a 2xx result or raise."""
+    attempt = 0
+    while True:
+        try:
+            async with session().request(
+                method, url, data=body, headers=headers, params=params, timeout=_timeout(source)
+            ) as resp:
+                data = await resp.read()
+                if resp.status < 300:
+                    return HttpResult(resp.status, resp.headers, data)
+                err = source.error_from_response(resp.status, resp.headers, data)
+                resp_headers: Mapping[str, str] | None = resp.headers
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            err = _connection_error(source, url, exc)
+            resp_headers = None
+        if attempt >= source.config.max_retries or not _should_retry(err, resp_headers):
+            raise err
+        delay = _delay(attempt, err)
+        if delay is None:
+            raise err
+        attempt += 1
+        await asyncio.sleep(delay)
+
+
+async def open_stream(
+    source: ErrorSource,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    body: bytes | None = None,
+    params: Mapping[str, str] | None = None,
+) -> aiohttp.ClientResponse:
+    """Send a streaming request; retry until the response starts with 2xx, then hand it over.
+
+    The caller owns the returned response and must `release()` it (use `async with`).
+    """
+    attempt = 0
+    while True:
+        try:
+            resp = await session().request(
+                method, url, data=body, headers=headers, params=params, timeout=_timeout(source)
+            )
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            err = _connection_error(source, url, exc)
+            resp_headers: Mapping[str, str] | None = None
+        else:
+            if resp.status < 300:
+                return resp
+            try:
+                data = await resp.read()
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                data = b""
+            finally:
+                resp.release()
+            err = source.error_from_response(resp.status, resp.headers, data)
+            resp_headers = resp.headers
+        if attempt >= source.config.max_retries or not _should_retry(err, resp_headers):
+            raise err
+        delay = _delay(attempt, err)
+        if delay is None:
+            raise err
+        attempt += 1
+        await asyncio.sleep(delay)
+
+
+async def iter_lines(resp: aiohttp.ClientResponse, source: ErrorSource | None = None) -> AsyncIterator[bytes]:
+    """Lines of a response body (LF or CRLF), however the bytes were split across reads."""
+    buf = b""
+    try:
+        async for chunk in resp.content.iter_any():
+            buf += chunk
+            if b"\n" not in chunk:
+                continue
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                yield line[:-1] if line.endswith(b"\r") else line
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        if source is None:
+            raise
+        err = _connection_error(source, str(resp.url), exc)
+        raise type(err)(f"{err.message} (mid-stream)", provider=err.provider) from None
+    if buf:
+        yield buf[:-1] if buf.endswith(b"\r") else buf
+
+
+async def iter_sse(resp: aiohttp.ClientResponse, source: ErrorSource | None = None) -> AsyncIterator[SSEEvent]:
+    """Server-sent events: comments skipped, multi-line data joined with LF.
+
+    Lines that are not SSE fields (Gemini sends a raw JSON error object mid-stream)
+    are collected and yielded as one event named "__raw__".
+    """
+    event: str | None = None
+    data: list[bytes] = []
+    raw: list[bytes] = []
+    async for line in iter_lines(resp, source):
+        if not line:
+            if data:
+                yield SSEEvent(event, b"\n".join(data))
+            if raw:
+                yield SSEEvent("__raw__", b"\n".join(raw))
+            event, data, raw = None, [], []
+            continue
+        if line[:1] == b":":
+            continue
+        name, colon, value = line.partition(b":")
+        if name == b"data":
+            data.append(value[1:] if value[:1] == b" " else value)
+        elif name == b"event":
+            event = (value[1:] if value[:1] == b" " else value).decode()
+        elif name in (b"id", b"retry"):
+            continue
+        else:
+            raw.append(line)
+    if data:
+        yield SSEEvent(event, b"\n".join(data))
+    if raw:
+        yield SSEEvent("__raw__", b"\n".join(raw))
+
+
+async def iter_ndjson(resp: aiohttp.ClientResponse, source: ErrorSource) -> AsyncIterator[Any]:
+    """One JSON value per non-empty line (Ollama)."""
+    async for line in iter_lines(resp, source):
+        if line.strip():
+            try:
+                yield loads(line)
+            except orjson.JSONDecodeError:
+                raise UpstreamUnavailableError(
+                    f"{source.spec.label} sent a line that is not JSON in its stream", provider=source.spec.id
+                ) from None
+

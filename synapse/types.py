@@ -1,0 +1,246 @@
+"""Canonical request, response and stream types shared by every provider adapter.
+
+Adapters translate between these and one wire protocol; nothing above the adapters
+knows any wire format. Plain slotted dataclasses: cheap to build on the hot path.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+__all__ = [
+    "ImagePart",
+    "Message",
+    "ModelInfo",
+    "Part",
+    "ReasoningDelta",
+    "Request",
+    "Response",
+    "ResponseDone",
+    "Role",
+    "StopReason",
+    "StreamEvent",
+    "TextDelta",
+    "TextPart",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolResultPart",
+    "Usage",
+]
+
+Role = Literal["user", "assistant"]
+
+#: Canonical stop reasons. Adapters map their provider's vocabulary onto these and
+#: keep the provider's own word in `Response.raw_stop_reason`.
+StopReason = Literal[
+    "end_turn",        # the model finished
+    "max_tokens",      # hit max_tokens
+    "stop_sequence",   # hit one of the stop sequences
+    "tool_use",        # the model wants tool results
+    "content_filter",  # refused / filtered by the provider
+    "other",           # anything else (see raw_stop_reason)
+]
+
+
+@dataclass(slots=True)
+class TextPart:
+    text: str
+    #: A prompt-cache breakpoint after this part (Anthropic / Bedrock). Set by the
+    #: caller explicitly or by the cache planner; other adapters ignore it.
+    cache: bool = False
+    type: Literal["text"] = "text"
+
+
+@dataclass(slots=True)
+class ImagePart:
+    """An image given inline (`data`, raw bytes) or by `url`."""
+
+    media_type: str = "image/png"
+    data: bytes | None = None
+    url: str | None = None
+    cache: bool = False
+    type: Literal["image"] = "image"
+
+    def b64(self) -> str:
+        if self.data is None:
+            raise ValueError("this image has a URL, not inline data")
+        return base64.b64encode(self.data).decode("ascii")
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """A tool call the model made: `arguments` is the parsed JSON object."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    cache: bool = False
+    type: Literal["tool_call"] = "tool_call"
+    #: Opaque provider data that must be echoed back (Gemini thoughtSignature).
+    provider_data: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class ToolResultPart:
+    """The result of a tool call, sent back in a user turn."""
+
+    tool_call_id: str
+    content: str
+    #: The tool's name; Gemini needs it. Filled from the matching ToolCall when absent.
+    name: str | None = None
+    is_error: bool = False
+    cache: bool = False
+    type: Literal["tool_result"] = "tool_result"
+
+
+Part = Union[TextPart, ImagePart, ToolCall, ToolResultPart]
+
+
+@dataclass(slots=True)
+class Message:
+    role: Role
+    content: list[Part]
+
+    @property
+    def text(self) -> str:
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+
+@dataclass(slots=True)
+class Tool:
+    name: str
+    description: str = ""
+    #: JSON Schema of the arguments object.
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    cache: bool = False
+
+
+@dataclass(slots=True)
+class Request:
+    """One model call, already routed: `model` is the upstream model id."""
+
+    model: str
+    messages: list[Message]
+    system: list[TextPart] = field(default_factory=list)
+    tools: list[Tool] = field(default_factory=list)
+    #: "auto" | "none" | "required" | a tool name
+    tool_choice: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    stop: list[str] = field(default_factory=list)
+    #: Provider-specific extra body fields, merged last (escape hatch).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts normalised across providers (see reference §1.1).
+
+    `input_tokens` is the uncached input only, `cache_read_tokens` and
+    `cache_write_tokens` the cached parts, so the whole prompt is their sum.
+    `output_tokens` is all output as billed, reasoning included; `reasoning_tokens`
+    is the reasoning part of it.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+        }
+
+
+@dataclass(slots=True)
+class Response:
+    text: str
+    tool_calls: list[ToolCall]
+    stop_reason: StopReason
+    usage: Usage
+    provider: str
+    model: str
+    raw_stop_reason: str | None = None
+    reasoning: str = ""
+    id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "model": self.model,
+            "provider": self.provider,
+            "stop_reason": self.stop_reason,
+            "tool_calls": [
+                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.tool_calls
+            ],
+            "usage": self.usage.as_dict(),
+        }
+
+    def to_message(self) -> Message:
+        """This reply as an assistant turn, to append to the history."""
+        parts: list[Part] = []
+        if self.text:
+            parts.append(TextPart(self.text))
+        parts.extend(self.tool_calls)
+        return Message("assistant", parts)
+
+
+# --- stream events -------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TextDelta:
+    text: str
+    type: Literal["text"] = "text"
+
+
+@dataclass(slots=True)
+class ReasoningDelta:
+    text: str
+    type: Literal["reasoning"] = "reasoning"
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call. `id`/`name` arrive on the first delta of an index."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+    type: Literal["tool_call"] = "tool_call"
+
+
+@dataclass(slots=True)
+class ResponseDone:
+    """Always the last event of a stream: the assembled response with final usage."""
+
+    response: Response
+    type: Literal["done"] = "done"
+
+
+StreamEvent = Union[TextDelta, ReasoningDelta, ToolCallDelta, ResponseDone]
+
+
+@dataclass(slots=True)
+class ModelInfo:
+    """A model a provider lists. `id` is the routed name a user types (prefix applied)."""
+
+    id: str
+    provider: str
+    upstream_id: str
+    label: str = ""
+    embedding: bool = False

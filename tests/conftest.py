@@ -1,0 +1,106 @@
+"""Shared fixtures: an isolated data folder, settings helpers and CLI runners."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synapse import settings as settings_mod
+from synapse.settings import ENV_FALLBACKS
+
+#: Environment variables that could leak a developer's real setup into a test.
+_PROVIDER_ENV = sorted(
+    {v for names in ENV_FALLBACKS.values() for v in names}
+    | {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "SYNAPSE_PORT",
+       "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"}
+)
+
+
+@pytest.fixture
+def synapse_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty data folder and no provider variables in the environment."""
+    data = tmp_path / "synapse-data"
+    monkeypatch.setenv("SYNAPSE_DATA_DIR", str(data))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for name in _PROVIDER_ENV:
+        monkeypatch.delenv(name, raising=False)
+    settings_mod._cache.clear()
+    from synapse import providers
+
+    providers._adapters.clear()
+    return data
+
+
+@pytest.fixture
+def configure(synapse_env: Path) -> Callable[..., settings_mod.Settings]:
+    """`configure(anthropic_key=..., anthropic_base_url=...)` writes settings.json."""
+
+    def apply(**values: Any) -> settings_mod.Settings:
+        return settings_mod.update(values)
+
+    return apply
+
+
+@pytest.fixture(autouse=True)
+async def _close_http_session() -> Any:
+    """Close the pooled client session of each test's event loop."""
+    yield
+    from synapse.providers.transport import close_session
+
+    await close_session()
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(synapse_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+    """Run `synapse ARGS` in-process; `stdin=` feeds standard input."""
+    import io
+
+    from synapse.cli import main
+
+    def run(*args: str, stdin: str | None = None) -> CliResult:
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def run_synapse(synapse_env: Path) -> Callable[..., CliResult]:
+    """Run the installed `synapse` command in a subprocess (real exit codes, no traceback)."""
+
+    def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 60) -> CliResult:
+        full_env = {**os.environ, **(env or {})}
+        proc = subprocess.run(
+            [sys.executable, "-m", "synapse.cli", *args],
+            input=stdin, capture_output=True, text=True, env=full_env, timeout=timeout,
+        )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+def provider_fake(cls: type, **kwargs: Any) -> Iterator[Any]:
+    """Start a fake server for a module-scoped fixture; reset it is the test's job."""
+    server = cls(**kwargs).start()
+    try:
+        yield server
+    finally:
+        server.stop()
