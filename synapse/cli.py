@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -151,10 +150,14 @@ async def _chat(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    import asyncio
+
     return asyncio.run(_chat(args))
 
 
 async def _models(args: argparse.Namespace) -> int:
+    import asyncio
+
     from . import settings
     from .providers import adapter_for
     from .providers.catalog import PROVIDERS
@@ -203,6 +206,8 @@ async def _models(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    import asyncio
+
     return asyncio.run(_models(args))
 
 
