@@ -14,7 +14,8 @@
         │   └── ContextTooLongError   the prompt does not fit the model's context window
         ├── RateLimitError            429; carries the retry delay the provider asked for
         ├── OverloadedError           529 / "overloaded"
-        ├── UpstreamUnavailableError  5xx, connection refused or dropped, malformed body
+        ├── UpstreamUnavailableError  5xx, connection dropped, malformed body
+        │   └── ConnectionFailedError no connection could be made at all
         └── ProviderTimeoutError      no answer in time
 
 Every message says what to do next. No message ever contains a key: errors are built
@@ -27,6 +28,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
+    "ConnectionFailedError",
     "ContextTooLongError",
     "CostLimitError",
     "NotFoundError",
@@ -159,6 +161,12 @@ class UpstreamUnavailableError(ProviderError):
 
     kind = "unavailable"
     retryable = True
+
+
+class ConnectionFailedError(UpstreamUnavailableError):
+    """No connection could be made: refused, unresolvable host, unreachable network."""
+
+    kind = "connection_failed"
 
 
 class ProviderTimeoutError(ProviderError):

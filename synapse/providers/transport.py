@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import aiohttp
 import orjson
 
-from ..errors import ProviderError, ProviderTimeoutError, UpstreamUnavailableError
+from ..errors import ConnectionFailedError, ProviderError, ProviderTimeoutError, UpstreamUnavailableError
 
 if TYPE_CHECKING:
     from .catalog import ProviderConfig, ProviderSpec
@@ -155,7 +155,8 @@ def _connection_error(source: ErrorSource, url: str, exc: BaseException) -> Prov
     reason = type(exc).__name__
     if isinstance(exc, aiohttp.ClientConnectorError):
         reason = f"connection failed: {exc.os_error.strerror or exc.os_error}" if exc.os_error else "connection failed"
-    elif isinstance(exc, aiohttp.ServerDisconnectedError):
+        return ConnectionFailedError(f"cannot reach {spec.label} at {host}: {reason}{where}", provider=spec.id)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
         reason = "the server closed the connection"
     elif isinstance(exc, aiohttp.ClientPayloadError):
         reason = "the response was cut off"
@@ -251,8 +252,14 @@ async def iter_lines(resp: aiohttp.ClientResponse, source: ErrorSource | None = 
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         if source is None:
             raise
-        err = _connection_error(source, str(resp.url), exc)
-        raise type(err)(f"{err.message} (mid-stream)", provider=err.provider) from None
+        if isinstance(exc, asyncio.TimeoutError):
+            raise ProviderTimeoutError(
+                f"{source.spec.label} sent nothing for {source.config.timeout:g} s (mid-stream)", provider=source.spec.id
+            ) from None
+        raise UpstreamUnavailableError(
+            f"the connection to {source.spec.label} broke after the reply started; try again (mid-stream)",
+            provider=source.spec.id,
+        ) from None
     if buf:
         yield buf[:-1] if buf.endswith(b"\r") else buf
 
