@@ -56,7 +56,7 @@ def test_inference_profile_replaces_the_bedrock_model_for_chat_only() -> None:
 
 @pytest.mark.parametrize(
     ("name", "provider"),
-    [("text-embedding-3-small", "openai"), ("amazon.titan-embed-text-v2:0", "bedrock"), ("nomic-embed-text", "ollama")],
+    [("text-embedding-3-small", "openai"), ("text-embedding-ada-002", "openai"), ("text-embedding-004", "gemini"), ("amazon.titan-embed-text-v2:0", "bedrock"), ("nomic-embed-text", "ollama")],
 )
 def test_embedding_names_route_without_prefix(name: str, provider: str) -> None:
     assert resolve(name, {}, "embed").spec.id == provider

@@ -27,6 +27,7 @@ _NAME_PREFIXES = tuple(
 
 #: Embedding model names that carry no routing prefix of their own.
 _EMBED_NAME_PREFIXES = (
+    ("text-embedding-00", "gemini"),  # Google's text-embedding-004/005; OpenAI's are text-embedding-3-*, -ada-
     ("text-embedding-", "openai"),
     ("amazon.titan-embed", "bedrock"),
     ("cohere.embed", "bedrock"),
