@@ -12,12 +12,13 @@ import email.utils
 import random
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from ..errors import ConnectionFailedError, ProviderError, ProviderTimeoutError, UpstreamUnavailableError
 
@@ -28,12 +29,15 @@ __all__ = [
     "ErrorSource",
     "HttpResult",
     "SSEEvent",
+    "Signer",
     "close_session",
     "dumps",
+    "iter_chunks",
     "iter_lines",
     "iter_ndjson",
     "iter_sse",
     "loads",
+    "mid_stream_error",
     "open_stream",
     "parse_retry_after",
     "request",
@@ -163,70 +167,38 @@ def _connection_error(source: ErrorSource, url: str, exc: BaseException) -> Prov
     return UpstreamUnavailableError(f"cannot reach {spec.label} at {host}: {reason}{where}", provider=spec.id)
 
 
-async def request(
+#: Builds the headers for one attempt (SigV4 signs each attempt afresh).
+Signer = Callable[[str, "str | URL", Mapping[str, str], "bytes | None"], Mapping[str, str]]
+
+
+async def _send(
     source: ErrorSource,
     method: str,
-    url: str,
-    *,
+    url: str | URL,
     headers: Mapping[str, str],
-    body: bytes | None = None,
-    params: Mapping[str, str] | None = None,
-) -> HttpResult:
-    """Send one request, retrying what may be retried; return a 2xx result or raise."""
+    body: bytes | None,
+    params: Mapping[str, str] | None,
+    sign: Signer | None,
+    stream: bool,
+) -> Any:
+    """The one retry loop: send until a 2xx arrives or the error may not be retried."""
     attempt = 0
     while True:
+        hdrs = sign(method, url, headers, body) if sign is not None else headers
+        resp_headers: Mapping[str, str] | None = None
         try:
-            async with session().request(
-                method, url, data=body, headers=headers, params=params, timeout=_timeout(source)
-            ) as resp:
-                data = await resp.read()
-                if resp.status < 300:
-                    return HttpResult(resp.status, resp.headers, data)
-                err = source.error_from_response(resp.status, resp.headers, data)
-                resp_headers: Mapping[str, str] | None = resp.headers
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            err = _connection_error(source, url, exc)
-            resp_headers = None
-        if attempt >= source.config.max_retries or not _should_retry(err, resp_headers):
-            raise err
-        delay = _delay(attempt, err)
-        if delay is None:
-            raise err
-        attempt += 1
-        await asyncio.sleep(delay)
-
-
-async def open_stream(
-    source: ErrorSource,
-    method: str,
-    url: str,
-    *,
-    headers: Mapping[str, str],
-    body: bytes | None = None,
-    params: Mapping[str, str] | None = None,
-) -> aiohttp.ClientResponse:
-    """Send a streaming request; retry until the response starts with 2xx, then hand it over.
-
-    The caller owns the returned response and must `release()` it (use `async with`).
-    """
-    attempt = 0
-    while True:
-        try:
-            resp = await session().request(
-                method, url, data=body, headers=headers, params=params, timeout=_timeout(source)
-            )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            err = _connection_error(source, url, exc)
-            resp_headers: Mapping[str, str] | None = None
-        else:
-            if resp.status < 300:
+            resp = await session().request(method, url, data=body, headers=hdrs, params=params, timeout=_timeout(source))
+            if stream and resp.status < 300:
                 return resp
             try:
                 data = await resp.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                data = b""
             finally:
                 resp.release()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            err = _connection_error(source, str(url), exc)
+        else:
+            if resp.status < 300:
+                return HttpResult(resp.status, resp.headers, data)
             err = source.error_from_response(resp.status, resp.headers, data)
             resp_headers = resp.headers
         if attempt >= source.config.max_retries or not _should_retry(err, resp_headers):
@@ -238,28 +210,75 @@ async def open_stream(
         await asyncio.sleep(delay)
 
 
-async def iter_lines(resp: aiohttp.ClientResponse, source: ErrorSource | None = None) -> AsyncIterator[bytes]:
-    """Lines of a response body (LF or CRLF), however the bytes were split across reads."""
-    buf = b""
+async def request(
+    source: ErrorSource,
+    method: str,
+    url: str | URL,
+    *,
+    headers: Mapping[str, str],
+    body: bytes | None = None,
+    params: Mapping[str, str] | None = None,
+    sign: Signer | None = None,
+) -> HttpResult:
+    """Send one request, retrying what may be retried; return a 2xx result or raise.
+
+    `url` may be a `yarl.URL(..., encoded=True)` when the path must stay percent-encoded.
+    """
+    result: HttpResult = await _send(source, method, url, headers, body, params, sign, stream=False)
+    return result
+
+
+async def open_stream(
+    source: ErrorSource,
+    method: str,
+    url: str | URL,
+    *,
+    headers: Mapping[str, str],
+    body: bytes | None = None,
+    params: Mapping[str, str] | None = None,
+    sign: Signer | None = None,
+) -> aiohttp.ClientResponse:
+    """Send a streaming request; retry until the response starts with 2xx, then hand it over.
+
+    The caller owns the returned response and must `release()` it (use `async with`).
+    """
+    resp: aiohttp.ClientResponse = await _send(source, method, url, headers, body, params, sign, stream=True)
+    return resp
+
+
+def mid_stream_error(source: ErrorSource, exc: BaseException) -> ProviderError:
+    """A failure after the response started: reported, never retried."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return ProviderTimeoutError(
+            f"{source.spec.label} sent nothing for {source.config.timeout:g} s (mid-stream)", provider=source.spec.id
+        )
+    return UpstreamUnavailableError(
+        f"the connection to {source.spec.label} broke after the reply started; try again (mid-stream)",
+        provider=source.spec.id,
+    )
+
+
+async def iter_chunks(resp: aiohttp.ClientResponse, source: ErrorSource | None = None) -> AsyncIterator[bytes]:
+    """Raw body chunks as they arrive; a broken connection becomes a typed mid-stream error."""
     try:
         async for chunk in resp.content.iter_any():
-            buf += chunk
-            if b"\n" not in chunk:
-                continue
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                yield line[:-1] if line.endswith(b"\r") else line
+            yield chunk
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         if source is None:
             raise
-        if isinstance(exc, asyncio.TimeoutError):
-            raise ProviderTimeoutError(
-                f"{source.spec.label} sent nothing for {source.config.timeout:g} s (mid-stream)", provider=source.spec.id
-            ) from None
-        raise UpstreamUnavailableError(
-            f"the connection to {source.spec.label} broke after the reply started; try again (mid-stream)",
-            provider=source.spec.id,
-        ) from None
+        raise mid_stream_error(source, exc) from None
+
+
+async def iter_lines(resp: aiohttp.ClientResponse, source: ErrorSource | None = None) -> AsyncIterator[bytes]:
+    """Lines of a response body (LF or CRLF), however the bytes were split across reads."""
+    buf = b""
+    async for chunk in iter_chunks(resp, source):
+        buf += chunk
+        if b"\n" not in chunk:
+            continue
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            yield line[:-1] if line.endswith(b"\r") else line
     if buf:
         yield buf[:-1] if buf.endswith(b"\r") else buf
 
