@@ -271,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--model", help="embedding model (default: the `embedding_model` setting, else local)")
     p.set_defaults(func=cmd_embed)
 
+    from .server.cli_user import register as register_user
+
+    register_user(sub)
+
     p = sub.add_parser("serve", help="start the web app (Settings → Models, Usage)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=int(os.environ.get("SYNAPSE_PORT") or 8000))

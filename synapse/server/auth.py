@@ -1,0 +1,219 @@
+"""Logins, sessions and CSRF for the web app.
+
+* Users live in `<data folder>/users.json` (mode 0600): a username and a scrypt hash
+  of a password of at least 8 characters. `synapse user set NAME` writes it.
+* A browser session is a random id in an HttpOnly, SameSite=Strict cookie; the server
+  keeps the session (user, CSRF token) in memory, so a restart logs everyone out.
+* Every state-changing request (POST/PUT/PATCH/DELETE) must carry the session's CSRF
+  token in `X-CSRF-Token`, and its Origin (when the browser sends one) must be this
+  server. That holds on loopback too: any page open in the user's browser can send a
+  request to 127.0.0.1:8000.
+* On loopback the Host header must be a loopback name, which stops DNS rebinding.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import secrets
+import stat
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "MIN_PASSWORD",
+    "SessionStore",
+    "UserStore",
+    "is_loopback",
+    "users_path",
+]
+
+MIN_PASSWORD = 8
+SESSION_COOKIE = "synapse_session"
+CSRF_HEADER = "x-csrf-token"
+SESSION_TTL = 14 * 24 * 3600
+_USERNAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
+# scrypt cost: n=2**14, r=8, p=1 (16 MiB, ~50 ms): OWASP's minimum for interactive logins.
+_N, _R, _P = 2**14, 8, 1
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip().strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def users_path() -> Path:
+    from ..settings import data_dir
+
+    return data_dir() / "users.json"
+
+
+def hash_password(password: str, *, salt: bytes | None = None, n: int = _N, r: int = _R, p: int = _P) -> str:
+    salt = salt or os.urandom(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024, dklen=32)
+    b64 = lambda b: base64.b64encode(b).decode("ascii")  # noqa: E731
+    return f"scrypt${n}${r}${p}${b64(salt)}${b64(digest)}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        want = base64.b64decode(digest)
+        got = hashlib.scrypt(
+            password.encode("utf-8"), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
+            maxmem=64 * 1024 * 1024, dklen=len(want),
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, want)
+
+
+def validate_username(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise ValueError("the username is empty")
+    if len(name) > 64 or not set(name) <= _USERNAME_OK:
+        raise ValueError("a username is 1-64 letters, digits and . _ - @")
+    return name
+
+
+def validate_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"the password must be at least {MIN_PASSWORD} characters")
+
+
+class UserStore:
+    """users.json: {"users": {"name": {"password": "scrypt$…", "updated": 1700000000}}}."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or users_path()
+        self._lock = threading.Lock()
+
+    def _read(self) -> dict[str, dict[str, object]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            from ..errors import SettingsError
+
+            raise SettingsError(f"{self.path}: cannot read the users file ({exc}); fix or remove it") from None
+        users = data.get("users") if isinstance(data, dict) else None
+        return users if isinstance(users, dict) else {}
+
+    def names(self) -> list[str]:
+        return sorted(self._read())
+
+    def has_users(self) -> bool:
+        return bool(self._read())
+
+    def set(self, username: str, password: str) -> None:
+        username = validate_username(username)
+        validate_password(password)
+        with self._lock:
+            users = self._read()
+            users[username] = {"password": hash_password(password), "updated": int(time.time())}
+            self._write(users)
+
+    def remove(self, username: str) -> bool:
+        with self._lock:
+            users = self._read()
+            if users.pop(username, None) is None:
+                return False
+            self._write(users)
+            return True
+
+    def check(self, username: str, password: str) -> bool:
+        entry = self._read().get(username)
+        stored = entry.get("password") if isinstance(entry, dict) else None
+        if not isinstance(stored, str):
+            # Same work for an unknown user, so timing does not tell which names exist.
+            check_password(password, _DUMMY_HASH)
+            return False
+        return check_password(password, stored)
+
+    def _write(self, users: dict[str, dict[str, object]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".users.", suffix=".tmp", dir=self.path.parent)
+        try:
+            os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump({"users": users}, fh, indent=2)
+                fh.write("\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+
+_DUMMY_HASH = hash_password("not-a-real-password", salt=b"\0" * 16)
+
+
+@dataclass
+class Session:
+    id: str
+    csrf: str
+    user: str | None = None
+    expires: float = field(default_factory=lambda: time.time() + SESSION_TTL)
+
+
+class SessionStore:
+    """In-memory browser sessions with their CSRF tokens; also throttles failed logins."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, Session] = {}
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session_id: str | None) -> Session | None:
+        if not session_id:
+            return None
+        with self._lock:
+            s = self._sessions.get(session_id)
+            if s is not None and s.expires < time.time():
+                del self._sessions[session_id]
+                return None
+            return s
+
+    def new(self, user: str | None = None) -> Session:
+        s = Session(id=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(32), user=user)
+        with self._lock:
+            if len(self._sessions) > 10_000:  # drop the expired ones before growing further
+                now = time.time()
+                self._sessions = {k: v for k, v in self._sessions.items() if v.expires >= now}
+            self._sessions[s.id] = s
+        return s
+
+    def drop(self, session_id: str) -> None:
+        with self._lock:
+            self._sessions.pop(session_id, None)
+
+    def throttled(self, key: str, limit: int = 5, window: float = 60.0) -> bool:
+        now = time.time()
+        with self._lock:
+            recent = [t for t in self._failures.get(key, []) if now - t < window]
+            self._failures[key] = recent
+            return len(recent) >= limit
+
+    def failed(self, key: str) -> None:
+        with self._lock:
+            self._failures.setdefault(key, []).append(time.time())

@@ -1,0 +1,119 @@
+"""`synapse serve`: bind, refuse an unprotected public address, start uvicorn, print the URL."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import socket
+import sys
+
+__all__ = ["serve"]
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise _ServeError(f"port {port} on {host} is already in use: pick another with --port or SYNAPSE_PORT") from None
+        if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(exc, socket.gaierror):
+            raise _ServeError(f"cannot listen on {host}: this machine has no such address") from None
+        raise _ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+#: uvicorn's own messages at warning level; one access line per request (method, path,
+#: status: never headers or bodies, so never a key).
+_LOG_CONFIG = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "default": {"format": "%(levelname)s: %(message)s"},
+        "access": {"()": "uvicorn.logging.AccessFormatter", "fmt": '%(client_addr)s "%(request_line)s" %(status_code)s', "use_colors": False},
+    },
+    "handlers": {
+        "default": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"},
+        "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout"},
+    },
+    "loggers": {
+        "uvicorn": {"handlers": ["default"], "level": "WARNING", "propagate": False},
+        "uvicorn.error": {"level": "WARNING"},
+        "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+    },
+}
+
+
+class _ServeError(Exception):
+    pass
+
+
+def url_for(host: str, port: int) -> str:
+    shown = host
+    if host in ("0.0.0.0", "::", ""):
+        shown = "127.0.0.1"
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def serve(args: argparse.Namespace) -> int:
+    from .auth import UserStore, is_loopback
+
+    host = str(getattr(args, "host", None) or "127.0.0.1")
+    port = int(getattr(args, "port", None) or 8000)
+    if not 0 <= port <= 65535:
+        print(f"synapse: --port must be 0-65535, not {port}", file=sys.stderr)
+        return 2
+    users = UserStore()
+    try:
+        has_users = users.has_users()
+    except Exception as exc:
+        print(f"synapse: {exc}", file=sys.stderr)
+        return 2
+    if not is_loopback(host) and not has_users:
+        print(
+            f"synapse: serving on {host} (not loopback) needs a login: create one with "
+            f"`synapse user set USERNAME` (it asks for a password of 8+ characters), then run serve again",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        sock = _bind(host, port)
+    except _ServeError as exc:
+        print(f"synapse: {exc}", file=sys.stderr)
+        return 2
+    port = sock.getsockname()[1]
+    url = url_for(host, port)
+
+    def ready() -> None:
+        note = "" if is_loopback(host) else " (login required)"
+        print(f"Synapse is running at {url}/settings/models{note}  (Ctrl+C to stop)", flush=True)
+
+    import uvicorn
+
+    from .app import create_app
+
+    app = create_app(host, users=users, on_ready=ready)
+    config = uvicorn.Config(
+        app,
+        log_config=_LOG_CONFIG,
+        access_log=True,
+        server_header=False,
+        date_header=True,
+        lifespan="on",
+        timeout_graceful_shutdown=3,
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    return 0

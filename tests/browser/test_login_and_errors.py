@@ -1,0 +1,74 @@
+"""Browser: the login page off loopback, and a malformed settings.json shown on the page."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synapse.server.auth import UserStore
+from tests.browser.helpers import ServeProcess
+
+
+@pytest.fixture(scope="module")
+def public_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    from tests.browser.conftest import _require_browser
+
+    _require_browser()
+    data = tmp_path_factory.mktemp("public") / "data"
+    data.mkdir()
+    UserStore(data / "users.json").set("admin", "correct horse battery")
+    server = ServeProcess(data, host="0.0.0.0").start()
+    yield server
+    server.stop()
+
+
+def test_login_with_the_keyboard(public_server: ServeProcess, page: Any, screenshots: Path) -> None:
+    page.goto(public_server.url + "/settings/models")
+    assert page.url.endswith("/login")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill("wrong password")
+    page.get_by_label("Password").press("Enter")
+    page.wait_for_function("() => document.querySelector('#login-msg').textContent.length > 0")
+    assert page.locator("#login-msg").inner_text() == "wrong username or password"
+    page.screenshot(path=str(screenshots / "login-failed.png"))
+    page.get_by_label("Password").fill("correct horse battery")
+    page.get_by_label("Password").press("Enter")
+    page.wait_for_url("**/settings/models")
+    page.wait_for_selector("#card-anthropic")
+    assert page.locator("#account-name").inner_text() == "admin"
+    cookies = {c["name"]: c for c in page.context.cookies(public_server.url)}
+    assert cookies["synapse_session"]["httpOnly"] is True and cookies["synapse_session"]["sameSite"] == "Strict"
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url("**/login")
+
+
+def test_malformed_settings_file_is_shown_not_overwritten(tmp_path: Path, page: Any, screenshots: Path) -> None:
+    from tests.browser.conftest import _require_browser
+
+    _require_browser()
+    data = tmp_path / "data"
+    data.mkdir()
+    bad = '{"model": "gpt-5",,}\n'
+    (data / "settings.json").write_text(bad)
+    server = ServeProcess(data).start()
+    try:
+        page.goto(server.url + "/settings/models")
+        banner = page.locator("#banner")
+        banner.wait_for()
+        text = banner.inner_text()
+        assert "settings.json: line 1, column 19" in text and "will not overwrite" in text
+        assert text.startswith("Synapse cannot read its settings file.")
+        assert not page.locator(".providers").is_visible() and not page.locator(".general").is_visible()
+        page.screenshot(path=str(screenshots / "models-settings-error.png"))
+        assert (data / "settings.json").read_text() == bad
+        # fixing the file brings the page back without a reload
+        (data / "settings.json").write_text('{"model": "gpt-5"}\n')
+        page.wait_for_selector("#card-anthropic", state="visible", timeout=10_000)
+        assert not banner.is_visible()
+        bad = '{"model": "gpt-5"}\n'
+    finally:
+        server.stop()
+    assert (data / "settings.json").read_text() == bad
