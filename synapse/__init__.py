@@ -15,6 +15,7 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    ConnectionFailedError,
     ContextTooLongError,
     CostLimitError,
     NotFoundError,
@@ -33,9 +34,12 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "SYNAPSE_VOLATILE",
     "AuthenticationError",
     "BadRequestError",
+    "CallContext",
     "ConfigurationError",
+    "ConnectionFailedError",
     "ContextTooLongError",
     "CostLimitError",
     "Message",
@@ -65,12 +69,14 @@ __all__ = [
 
 _LAZY = {
     "achat": "client", "aembed": "client", "astream": "client",
-    "chat": "client", "embed": "client", "stream": "client",
+    "chat": "client", "embed": "client", "stream": "client", "CallContext": "client",
+    "SYNAPSE_VOLATILE": "caching",
     "Message": "types", "Response": "types", "Tool": "types", "ToolCall": "types", "Usage": "types",
 }
 
 if TYPE_CHECKING:
-    from .client import achat, aembed, astream, chat, embed, stream
+    from .caching import SYNAPSE_VOLATILE
+    from .client import CallContext, achat, aembed, astream, chat, embed, stream
     from .types import Message, Response, Tool, ToolCall, Usage
 
 

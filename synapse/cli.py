@@ -272,8 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_embed)
 
     from .server.cli_user import register as register_user
+    from .usage.cli import register as register_usage
 
     register_user(sub)
+    register_usage(sub)
 
     p = sub.add_parser("serve", help="start the web app (Settings → Models, Usage)")
     p.add_argument("--host", default="127.0.0.1")

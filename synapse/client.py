@@ -4,8 +4,11 @@
       -> coerce inputs to canonical types
       -> route the model name to a provider and upstream id
       -> build (or reuse) that provider's adapter
+      -> response cache lookup (opt-in: `cache=` / CallContext.cache)
+      -> cost limit check (only with max_total_cost_usd)
+      -> prompt-cache planning (prompt_cache_enabled, on by default)
       -> call it
-      -> tell observers what happened (usage ledger; off the hot path)
+      -> record it in the usage ledger (a queue put) and tell observers
 
 `chat`, `stream` and `embed` are the same calls for synchronous code: they run on one
 long-lived background event loop, so connections stay pooled between calls.
@@ -13,30 +16,29 @@ long-lived background event loop, so connections stay pooled between calls.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import settings as settings_mod
-from .errors import NotFoundError, ProviderError, SynapseError, UnknownModelError, UpstreamUnavailableError
+from .caching import cache_mode, plan_prompt_cache
+from .errors import ConnectionFailedError, NotFoundError, ProviderError, SynapseError, UnknownModelError
 from .providers import adapter_for
 from .providers.routing import KNOWN_PREFIXES, Route, resolve
+from .coerce import MessagesInput, SystemInput, ToolsInput, build_request, coerce_messages, coerce_tools
 from .types import (
-    ImagePart,
-    Message,
-    Part,
+    ReasoningDelta,
     Request,
     Response,
     ResponseDone,
     StreamEvent,
     TextDelta,
-    TextPart,
-    Tool,
-    ToolCall,
-    ToolResultPart,
+    ToolCallDelta,
     Usage,
 )
+from .usage import ledger as _ledger
 
 __all__ = [
     "CallContext",
@@ -57,11 +59,21 @@ __all__ = [
 
 @dataclass(slots=True)
 class CallContext:
-    """Who a call is for: carried into the usage ledger."""
+    """Who a call is for (carried into the usage ledger), and per-run options.
+
+    Reuse one CallContext for every call of a session or an agent run.
+    """
 
     agent: str | None = None
     session: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Response cache for these calls: None/False (off), True/"exact", or "semantic".
+    cache: bool | str | None = None
+    #: Refuse the next call once the recorded spend would pass this many USD: the
+    #: session's spend in the ledger, or without a session this context's own.
+    max_total_cost_usd: float | None = None
+    #: USD recorded for calls made with this context (kept by the usage ledger).
+    spent_usd: float = 0.0
 
 
 @dataclass(slots=True)
@@ -79,6 +91,10 @@ class CallRecord:
     stream: bool
     context: CallContext | None = None
     kind: str = "chat"  # "chat" | "embed"
+    #: Served from the response cache: no provider call; `usage` is what it would have used.
+    response_cache_hit: bool = False
+    #: The settings the call ran under (the ledger writes to their data folder's database).
+    settings: Mapping[str, Any] | None = None
 
 
 Observer = Callable[[CallRecord], None]
@@ -97,151 +113,12 @@ def remove_observer(fn: Observer) -> None:
 
 
 def _notify(record: CallRecord) -> None:
+    _ledger.record(record)
     for fn in tuple(_observers):
         try:
             fn(record)
         except Exception:  # an observer must never break a call
             pass
-
-
-# --- input coercion --------------------------------------------------------------
-
-MessagesInput = str | Sequence[Message | Mapping[str, Any]]
-ToolsInput = Sequence[Tool | Mapping[str, Any]]
-
-
-def _part_from_dict(d: Mapping[str, Any]) -> Part:
-    kind = d.get("type", "text")
-    if kind == "text":
-        return TextPart(str(d.get("text", "")), cache=bool(d.get("cache") or d.get("cache_control")))
-    if kind in ("image", "image_url"):
-        import base64
-
-        url = d.get("url") or (d.get("image_url") or {}).get("url") if kind == "image_url" else d.get("url")
-        if isinstance(url, str) and url.startswith("data:"):
-            header, _, payload = url.partition(",")
-            return ImagePart(media_type=header[5:].split(";")[0] or "image/png", data=base64.b64decode(payload))
-        data = d.get("data")
-        if isinstance(data, str):
-            data = base64.b64decode(data)
-        return ImagePart(media_type=str(d.get("media_type", "image/png")), data=data, url=url)
-    if kind in ("tool_call", "tool_use"):
-        return ToolCall(str(d["id"]), str(d["name"]), dict(d.get("arguments") or d.get("input") or {}))
-    if kind == "tool_result":
-        content = d.get("content", "")
-        if not isinstance(content, str):
-            import orjson
-
-            content = orjson.dumps(content).decode()
-        return ToolResultPart(
-            str(d.get("tool_call_id") or d.get("tool_use_id")), content, d.get("name"), bool(d.get("is_error"))
-        )
-    raise SynapseError(f"unknown message part type {kind!r}: use text, image, tool_call or tool_result")
-
-
-def _message_from_dict(d: Mapping[str, Any]) -> tuple[str, list[Part]]:
-    role = d.get("role")
-    content = d.get("content")
-    parts: list[Part] = []
-    if isinstance(content, str):
-        if content:
-            parts.append(TextPart(content))
-    elif isinstance(content, Sequence):
-        parts.extend(_part_from_dict(p) if isinstance(p, Mapping) else p for p in content)
-    if role == "tool":  # OpenAI style tool result
-        text = content if isinstance(content, str) else "".join(getattr(p, "text", "") for p in parts)
-        return "user", [ToolResultPart(str(d.get("tool_call_id")), text, d.get("name"))]
-    for call in d.get("tool_calls") or ():  # OpenAI style assistant tool calls
-        fn = call.get("function", call)
-        args = fn.get("arguments") or {}
-        if isinstance(args, str):
-            import orjson
-
-            args = orjson.loads(args) if args.strip() else {}
-        parts.append(ToolCall(str(call.get("id")), str(fn.get("name")), dict(args)))
-    if role not in ("user", "assistant", "system"):
-        raise SynapseError(f"message role must be user, assistant, system or tool, not {role!r}")
-    return str(role), parts
-
-
-def coerce_messages(messages: MessagesInput, system: str | Sequence[str | TextPart] | None = None) -> tuple[list[TextPart], list[Message]]:
-    """Accept a prompt string, canonical Messages, or OpenAI/Anthropic-style dicts.
-
-    System messages are lifted into the system prompt; consecutive turns of the same
-    role are merged (Anthropic and Bedrock require alternation); a tool result's name
-    is filled from the tool call it answers.
-    """
-    sys_parts: list[TextPart] = []
-    if isinstance(system, str):
-        if system:
-            sys_parts.append(TextPart(system))
-    elif system:
-        sys_parts.extend(TextPart(s) if isinstance(s, str) else s for s in system)
-    if isinstance(messages, str):
-        return sys_parts, [Message("user", [TextPart(messages)])]
-    out: list[Message] = []
-    call_names: dict[str, str] = {}
-    for m in messages:
-        if isinstance(m, Message):
-            role, parts = m.role, list(m.content)
-        else:
-            role, parts = _message_from_dict(m)
-        if role == "system":
-            sys_parts.extend(p for p in parts if isinstance(p, TextPart))
-            continue
-        for p in parts:
-            if isinstance(p, ToolCall):
-                call_names[p.id] = p.name
-            elif isinstance(p, ToolResultPart) and not p.name:
-                p.name = call_names.get(p.tool_call_id)
-        if out and out[-1].role == role:
-            out[-1] = Message(out[-1].role, out[-1].content + parts)  # type: ignore[arg-type]
-        else:
-            out.append(Message(role, parts))  # type: ignore[arg-type]
-    if not out:
-        raise SynapseError("no messages to send: give a prompt")
-    return sys_parts, out
-
-
-def coerce_tools(tools: ToolsInput | None) -> list[Tool]:
-    """Accept Tool objects, {name, description, parameters}, OpenAI or Anthropic tool dicts."""
-    out: list[Tool] = []
-    for t in tools or ():
-        if isinstance(t, Tool):
-            out.append(t)
-            continue
-        fn = t.get("function", t)
-        schema = fn.get("parameters") or fn.get("input_schema") or {"type": "object", "properties": {}}
-        if not fn.get("name"):
-            raise SynapseError("every tool needs a name")
-        out.append(Tool(str(fn["name"]), str(fn.get("description") or ""), dict(schema), bool(t.get("cache"))))
-    return out
-
-
-def build_request(
-    upstream_model: str,
-    messages: MessagesInput,
-    *,
-    system: str | Sequence[str | TextPart] | None = None,
-    tools: ToolsInput | None = None,
-    tool_choice: str | None = None,
-    max_tokens: int | None = None,
-    temperature: float | None = None,
-    stop: str | Iterable[str] | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> Request:
-    sys_parts, msgs = coerce_messages(messages, system)
-    return Request(
-        model=upstream_model,
-        messages=msgs,
-        system=sys_parts,
-        tools=coerce_tools(tools),
-        tool_choice=tool_choice,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        stop=[stop] if isinstance(stop, str) else list(stop or ()),
-        extra=dict(extra or {}),
-    )
 
 
 # --- the call path -----------------------------------------------------------------
@@ -260,7 +137,7 @@ def _route(model: str | None, settings: Mapping[str, Any], purpose: str = "chat"
 def _bare_name_error(route: Route, err: ProviderError, settings: Mapping[str, Any]) -> SynapseError:
     """A bare name fell through to Ollama and Ollama could not serve it: say so plainly."""
     if isinstance(err, NotFoundError):
-        what = "Ollama does not have it (pull it with `ollama pull NAME`)"
+        what = f"Ollama does not have it (pull it with `ollama pull {route.upstream_model}`)"
     else:
         what = f"Ollama cannot be reached at {settings.get('ollama_base_url')}"
     return UnknownModelError(
@@ -270,14 +147,128 @@ def _bare_name_error(route: Route, err: ProviderError, settings: Mapping[str, An
 
 
 def _is_bare_miss(route: Route, err: ProviderError) -> bool:
-    return route.bare and (isinstance(err, NotFoundError) or isinstance(err, UpstreamUnavailableError))
+    """A bare name Ollama does not have, or an Ollama that is not running."""
+    return route.bare and isinstance(err, (NotFoundError, ConnectionFailedError))
+
+
+def _flag(value: Any, default: bool = True) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value is None or value == "":
+        return default
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(slots=True)
+class _CacheSlot:
+    """Where a response goes in the response cache once the call succeeds."""
+
+    cache: Any
+    key: str
+    scope: str | None = None
+    vector: list[float] | None = None
+
+    def store(self, model: str, response: Response) -> None:
+        try:
+            self.cache.put(self.key, model, response, self.scope, self.vector)
+        except Exception:  # a full disk must not fail a call that worked
+            pass
+
+
+async def _response_cache_lookup(
+    mode: str, route: Route, req: Request, cfg: Mapping[str, Any], context: CallContext | None
+) -> tuple[Response | None, _CacheSlot | None]:
+    from .caching import exact_key, response_cache, semantic_query, semantic_scope
+
+    try:
+        rc = response_cache(cfg)
+        slot = _CacheSlot(rc, exact_key(route.model, req))
+        hit = rc.get(slot.key)
+    except Exception:  # an unreadable cache means a normal call, not a failure
+        return None, None
+    if hit is None and mode == "semantic":
+        query = semantic_query(req)
+        if query:
+            try:
+                scope = semantic_scope(route.model, req)
+                vector = (await aembed(None, [query], settings=cfg, context=context))[0]
+                hit = rc.get_similar(scope, vector)
+                slot.scope, slot.vector = scope, vector
+            except Exception:  # the embedding model failed: exact matching still works
+                pass
+    return hit, slot
+
+
+async def _prepare(
+    route: Route,
+    req: Request,
+    cfg: Mapping[str, Any],
+    context: CallContext | None,
+    cache: bool | str | None,
+    max_total_cost_usd: float | None,
+) -> tuple[Request, Response | None, _CacheSlot | None]:
+    """Response-cache lookup, cost-limit check and prompt-cache planning, in that order."""
+    hit = slot = None
+    mode = cache_mode(cache if cache is not None else (context.cache if context is not None else None))
+    if mode is not None:
+        hit, slot = await _response_cache_lookup(mode, route, req, cfg, context)
+        if hit is not None:
+            return req, hit, None
+    limit = max_total_cost_usd if max_total_cost_usd is not None else (
+        context.max_total_cost_usd if context is not None else None
+    )
+    if limit is not None:
+        from .usage.limits import check_cost_limit
+
+        await asyncio.to_thread(check_cost_limit, float(limit), context, cfg, route.spec.id, route.upstream_model, req)
+    req = plan_prompt_cache(req, route.spec.protocol, _flag(cfg.get("prompt_cache_enabled", True)))
+    return req, None, slot
+
+
+@dataclass(slots=True)
+class _Call:
+    """One call's bookkeeping: when it started, and its single CallRecord when it ends."""
+
+    route: Route
+    cfg: Mapping[str, Any]
+    context: CallContext | None
+    stream: bool
+    kind: str = "chat"
+    started: float = field(default_factory=time.time)
+    t0: float = field(default_factory=time.perf_counter)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def record(self, outcome: str = "ok", usage: Usage | None = None, ttft: float | None = None,
+               response_cache_hit: bool = False) -> None:
+        r = self.route
+        _notify(CallRecord(r.spec.id, r.model, r.upstream_model, self.started, self.elapsed(), ttft,
+                           usage or Usage(), outcome, self.stream, self.context, self.kind,
+                           response_cache_hit, self.cfg))
+
+    def failed(self, err: SynapseError) -> SynapseError:
+        """Record the failure; the error to raise (a bare-name miss is explained)."""
+        self.record(err.kind)
+        if isinstance(err, ProviderError) and _is_bare_miss(self.route, err):
+            return _bare_name_error(self.route, err, self.cfg)
+        return err
+
+
+def _serve_hit(call: _Call, hit: Response) -> Response:
+    """A response-cache hit: recorded with the usage it would have had, returned with none billed."""
+    latency = call.elapsed()
+    call.record(usage=hit.usage, ttft=latency, response_cache_hit=True)
+    hit.model = call.route.model
+    hit.usage = Usage()
+    return hit
 
 
 async def achat(
     model: str | None = None,
     messages: MessagesInput = (),
     *,
-    system: str | Sequence[str | TextPart] | None = None,
+    system: SystemInput = None,
     tools: ToolsInput | None = None,
     tool_choice: str | None = None,
     max_tokens: int | None = None,
@@ -286,8 +277,15 @@ async def achat(
     extra: Mapping[str, Any] | None = None,
     context: CallContext | None = None,
     settings: Mapping[str, Any] | None = None,
+    cache: bool | str | None = None,
+    max_total_cost_usd: float | None = None,
 ) -> Response:
-    """One non-streaming chat call through the routed provider."""
+    """One non-streaming chat call through the routed provider.
+
+    `cache`: response cache for this call ("exact", "semantic", True = exact, False =
+    off; default: `context.cache`, else off). `max_total_cost_usd`: refuse the call
+    when the context's recorded spend would pass it (default: `context.max_total_cost_usd`).
+    """
     cfg = settings if settings is not None else settings_mod.load()
     route = _route(model, cfg)
     adapter = adapter_for(route.spec, cfg)
@@ -295,28 +293,39 @@ async def achat(
         route.upstream_model, messages, system=system, tools=tools, tool_choice=tool_choice,
         max_tokens=max_tokens, temperature=temperature, stop=stop, extra=extra,
     )
-    started = time.time()
-    t0 = time.perf_counter()
+    call = _Call(route, cfg, context, stream=False)
+    req, hit, slot = await _prepare(route, req, cfg, context, cache, max_total_cost_usd)
+    if hit is not None:
+        return _serve_hit(call, hit)
     try:
         response = await adapter.chat(req)
     except ProviderError as err:
-        _notify(CallRecord(route.spec.id, route.model, route.upstream_model, started,
-                           time.perf_counter() - t0, None, Usage(), err.kind, False, context))
-        if _is_bare_miss(route, err):
-            raise _bare_name_error(route, err, cfg) from None
-        raise
-    latency = time.perf_counter() - t0
+        raise call.failed(err) from None
     response.model = route.model
-    _notify(CallRecord(route.spec.id, route.model, route.upstream_model, started, latency, latency,
-                       response.usage, "ok", False, context))
+    call.record(usage=response.usage, ttft=call.elapsed())
+    if slot is not None:
+        slot.store(route.model, response)
     return response
+
+
+async def _replay(response: Response) -> AsyncIterator[StreamEvent]:
+    """A cached response as stream events."""
+    import orjson
+
+    if response.reasoning:
+        yield ReasoningDelta(response.reasoning)
+    if response.text:
+        yield TextDelta(response.text)
+    for i, tool_call in enumerate(response.tool_calls):
+        yield ToolCallDelta(i, tool_call.id, tool_call.name, orjson.dumps(tool_call.arguments).decode())
+    yield ResponseDone(response)
 
 
 async def astream(
     model: str | None = None,
     messages: MessagesInput = (),
     *,
-    system: str | Sequence[str | TextPart] | None = None,
+    system: SystemInput = None,
     tools: ToolsInput | None = None,
     tool_choice: str | None = None,
     max_tokens: int | None = None,
@@ -325,8 +334,14 @@ async def astream(
     extra: Mapping[str, Any] | None = None,
     context: CallContext | None = None,
     settings: Mapping[str, Any] | None = None,
+    cache: bool | str | None = None,
+    max_total_cost_usd: float | None = None,
 ) -> AsyncIterator[StreamEvent]:
-    """A streaming chat call: text and tool-call deltas, then `ResponseDone` with final usage."""
+    """A streaming chat call: text and tool-call deltas, then `ResponseDone` with final usage.
+
+    `cache` and `max_total_cost_usd` as for `achat`; a response-cache hit is replayed
+    as events. Usage (and so cost) comes from the usage the provider streamed.
+    """
     cfg = settings if settings is not None else settings_mod.load()
     route = _route(model, cfg)
     adapter = adapter_for(route.spec, cfg)
@@ -334,30 +349,33 @@ async def astream(
         route.upstream_model, messages, system=system, tools=tools, tool_choice=tool_choice,
         max_tokens=max_tokens, temperature=temperature, stop=stop, extra=extra,
     )
-    started = time.time()
-    t0 = time.perf_counter()
+    call = _Call(route, cfg, context, stream=True)
+    req, hit, slot = await _prepare(route, req, cfg, context, cache, max_total_cost_usd)
+    if hit is not None:
+        async for event in _replay(_serve_hit(call, hit)):
+            yield event
+        return
     ttft: float | None = None
-    usage = Usage()
-    outcome = "ok"
+    done: Response | None = None
     try:
         async for event in adapter.stream(req):
             if ttft is None and isinstance(event, TextDelta):
-                ttft = time.perf_counter() - t0
+                ttft = call.elapsed()
             if isinstance(event, ResponseDone):
                 event.response.model = route.model
-                usage = event.response.usage
+                done = event.response
             yield event
     except ProviderError as err:
-        outcome = err.kind
-        if ttft is None and _is_bare_miss(route, err):
-            raise _bare_name_error(route, err, cfg) from None
+        if ttft is None:
+            raise call.failed(err) from None
+        call.record(err.kind, ttft=ttft)
         raise
-    except BaseException:
-        outcome = "cancelled"
+    except BaseException as exc:  # the caller stopped reading, or a bug
+        call.record(exc.kind if isinstance(exc, SynapseError) else "cancelled", ttft=ttft)
         raise
-    finally:
-        _notify(CallRecord(route.spec.id, route.model, route.upstream_model, started,
-                           time.perf_counter() - t0, ttft, usage, outcome, True, context))
+    call.record(usage=done.usage if done is not None else None, ttft=ttft)
+    if slot is not None and done is not None:
+        slot.store(route.model, done)
 
 
 async def aembed(
@@ -377,18 +395,12 @@ async def aembed(
         return await embed_local(items)
     route = resolve(name, cfg, "embed")
     adapter = adapter_for(route.spec, cfg)
-    started = time.time()
-    t0 = time.perf_counter()
+    call = _Call(route, cfg, context, stream=False, kind="embed")
     try:
         vectors = await adapter.embed(route.upstream_model, items)
     except ProviderError as err:
-        _notify(CallRecord(route.spec.id, route.model, route.upstream_model, started,
-                           time.perf_counter() - t0, None, Usage(), err.kind, False, context, "embed"))
-        if _is_bare_miss(route, err):
-            raise _bare_name_error(route, err, cfg) from None
-        raise
-    _notify(CallRecord(route.spec.id, route.model, route.upstream_model, started,
-                       time.perf_counter() - t0, None, Usage(), "ok", False, context, "embed"))
+        raise call.failed(err) from None
+    call.record()
     return vectors
 
 

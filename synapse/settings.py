@@ -65,6 +65,13 @@ DEFAULTS: dict[str, Any] = {
     "deepseek_base_url": "",
     "bedrock_runtime_url": "",
     "bedrock_control_url": "",
+    # Call behaviour.
+    "request_timeout": 120,
+    "max_retries": 2,
+    # Storage and caches.
+    "database_url": "",
+    "response_cache_ttl": 3600,
+    "response_cache_similarity": 0.95,
 }
 
 #: Setting -> environment variables that fill it when the file leaves it empty.

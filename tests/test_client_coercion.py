@@ -132,7 +132,7 @@ def test_image_parts():
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="client.py ignores Anthropic's image `source` block (the image is dropped)")
+
 def test_anthropic_image_source_block():
     b64 = base64.b64encode(b"img").decode()
     _, (m,) = coerce_messages(
@@ -141,7 +141,7 @@ def test_anthropic_image_source_block():
     assert m.content == [ImagePart("image/png", data=b"img")]
 
 
-@pytest.mark.xfail(strict=True, reason="client.py JSON-encodes an Anthropic tool_result content block list instead of taking its text")
+
 def test_anthropic_tool_result_block_list_content():
     _, (m,) = coerce_messages(
         [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "42"}]}]}]
@@ -152,7 +152,7 @@ def test_anthropic_tool_result_block_list_content():
 @pytest.mark.parametrize(
     "bad, match",
     [
-        ([{"role": "robot", "content": "hi"}], "message role must be user, assistant, system or tool, not 'robot'"),
+        ([{"role": "robot", "content": "hi"}], "message role must be user, assistant, system, developer or tool, not 'robot'"),
         ([{"content": "hi"}], "not None"),
         ([{"role": "user", "content": [{"type": "audio", "data": "x"}]}], "unknown message part type 'audio'"),
         ([], "no messages to send"),
@@ -243,5 +243,37 @@ async def test_anthropic_style_round_trip_on_the_wire(fake):
 
 async def test_bad_role_fails_before_any_request(fake):
     with pytest.raises(SynapseError, match="role"):
-        await synapse.achat("llama3.2", [{"role": "developer", "content": "x"}])
+        await synapse.achat("llama3.2", [{"role": "robot", "content": "x"}])
     assert fake.requests == []
+
+
+def test_developer_role_is_a_system_prompt():
+    system, msgs = coerce_messages([{"role": "developer", "content": "be terse"}, {"role": "user", "content": "hi"}])
+    assert [p.text for p in system] == ["be terse"] and len(msgs) == 1
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ([{"role": "assistant", "content": [{"type": "tool_use", "name": "f", "input": {}}]}], "needs an `id`"),
+        ([{"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]}],
+         "needs an `id`"),
+        ([{"role": "assistant", "tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": "{oops"}}]}],
+         "not valid JSON"),
+        ([{"role": "tool", "content": "42"}], "tool_call_id"),
+        ([{"role": "user", "content": [{"type": "image"}]}], "an image part needs"),
+    ],
+)
+def test_incomplete_parts_are_clear_errors(bad, match):
+    with pytest.raises(SynapseError, match=match):
+        coerce_messages(bad)
+
+
+def test_callers_tool_result_objects_are_not_changed():
+    from synapse.types import Message, ToolCall, ToolResultPart
+
+    result = ToolResultPart("c1", "42")
+    history = [Message("assistant", [ToolCall("c1", "lookup", {})]), Message("user", [result])]
+    _, msgs = coerce_messages(history)
+    assert msgs[1].content[0].name == "lookup"
+    assert result.name is None

@@ -250,12 +250,6 @@ async def test_malformed_bodies(fake):
     assert len(fake.requests) == 4  # a malformed 200 is never retried
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client.py _is_bare_miss treats every UpstreamUnavailableError (HTTP 500, malformed body) of a bare "
-    "name as 'Ollama cannot be reached'; it should only do so for connection failures (status None, before any "
-    "response). Remove this marker when client.py is fixed.",
-)
 async def test_bare_name_server_error_is_not_reported_as_unreachable(fake, configure):
     configure(max_retries=0)
     fake.fail_next(500, {"error": "llama runner process has terminated"})

@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import (
     AuthenticationError,
     BadRequestError,
+    ConnectionFailedError,
     ContextTooLongError,
     NotFoundError,
     PermissionDeniedError,
@@ -373,9 +374,9 @@ class OllamaAdapter(Adapter):
 
     def _unreachable(self, err: ProviderError) -> ProviderError:
         """A refused connection means Ollama is not running there: say how to fix it."""
-        if isinstance(err, UpstreamUnavailableError) and err.status is None and "connection failed" in err.message:
+        if isinstance(err, ConnectionFailedError):
             reason = err.message.rsplit(": ", 1)[-1].split(" (check", 1)[0]
-            return UpstreamUnavailableError(
+            return ConnectionFailedError(
                 f"Ollama cannot be reached at {self.config.base_url} ({reason}): start it with `ollama serve` "
                 "or fix ollama_base_url",
                 provider=self.spec.id,

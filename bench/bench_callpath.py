@@ -1,0 +1,114 @@
+"""What Synapse adds on the call path: synapse.achat vs. a bare aiohttp POST to the
+same upstream, at concurrency 1 (added latency) and 64 (throughput).
+
+The upstream is a minimal OpenAI-style server in a separate process on 127.0.0.1 that
+answers every POST /v1/chat/completions with one fixed completion.
+
+    .venv/bin/python bench/bench_callpath.py [requests]
+
+Results are recorded in bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+
+BODY = json.dumps(
+    {
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "gpt-bench",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11,
+                  "prompt_tokens_details": {"cached_tokens": 0}},
+    }
+).encode()
+
+
+def upstream(port: int) -> None:
+    from aiohttp import web
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=BODY, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handle)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def run(label: str, call, n: int, concurrency: int) -> None:
+    latencies: list[float] = []
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with sem:
+            t0 = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - t0)
+
+    for _ in range(50):  # warm up the pool
+        await call()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(n)))
+    wall = time.perf_counter() - t0
+    print(f"{label:<34} c={concurrency:<3} {n / wall:>8.0f} req/s   p50 {statistics.median(latencies) * 1000:6.2f} ms"
+          f"   p99 {sorted(latencies)[int(len(latencies) * 0.99) - 1] * 1000:6.2f} ms")
+
+
+async def main() -> None:
+    port = free_port()
+    proc = multiprocessing.Process(target=upstream, args=(port,), daemon=True)
+    proc.start()
+    base = f"http://127.0.0.1:{port}/v1"
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.1).close()
+            break
+        except OSError:
+            await asyncio.sleep(0.05)
+
+    os.environ["SYNAPSE_DATA_DIR"] = tempfile.mkdtemp()
+    from synapse import achat, settings
+    from synapse.providers.transport import close_session, session
+
+    settings.update({"openai_key": "sk-bench-0000000000", "openai_base_url": base})
+    payload = json.dumps({"model": "gpt-bench", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    headers = {"Authorization": "Bearer sk-bench-0000000000", "Content-Type": "application/json"}
+
+    async def bare() -> None:
+        async with session().post(base + "/chat/completions", data=payload, headers=headers) as r:
+            json.loads(await r.read())
+
+    async def through_synapse() -> None:
+        await achat("gpt-bench", "hi")
+
+    for c in (1, 64):
+        await run("bare aiohttp POST", bare, N if c > 1 else N // 4, c)
+        await run("synapse.achat (openai adapter)", through_synapse, N if c > 1 else N // 4, c)
+    await close_session()
+    proc.terminate()
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main())

@@ -1,0 +1,65 @@
+"""How much the usage ledger and the prompt-cache planner add to a call.
+
+    .venv/bin/python bench/bench_usage.py [N]
+
+Prints µs per `record()` (what the call path pays: a queue put), the writer's
+throughput (records priced and written a second, on its own thread), and µs per
+`plan_prompt_cache` for a typical Anthropic request. Uses a throwaway data folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
+    os.environ["SYNAPSE_DATA_DIR"] = tempfile.mkdtemp(prefix="synapse-bench-")
+    from synapse import settings
+    from synapse.caching import SYNAPSE_VOLATILE, plan_prompt_cache
+    from synapse.client import CallContext, CallRecord, build_request
+    from synapse.types import Tool, Usage
+    from synapse.usage import flush, record
+    from synapse.usage.ledger import ledger
+
+    s = settings.load()
+    ctx = CallContext(agent="bench", session="bench")
+    u = Usage(1200, 300, 8000, 500, 0)
+
+    # warm up: start the writer, import its libraries, create the database
+    record(CallRecord("anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5", time.time(), 0.1, 0.05, u, "ok", True, ctx, settings=s))
+    flush(60)
+
+    recs = [CallRecord("anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5", time.time(), 0.1, 0.05, u, "ok", True, ctx,
+                       settings=s) for _ in range(n)]
+    t0 = time.perf_counter()
+    for r in recs:
+        record(r)
+    put = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    flush(600)
+    drained = time.perf_counter() - t1
+    print(f"record():            {put / n * 1e6:.2f} µs per record  ({n:,} records)")
+    print(f"writer:              {n / (put + drained):,.0f} records/s priced and written (batched, own thread)")
+    print(f"written / failed:    {ledger.written:,} / {ledger.failed}")
+
+    system = "Long stable instructions. " * 300 + SYNAPSE_VOLATILE + "Now: 12:00"
+    tools = [Tool(f"tool_{i}", "does a thing " * 20, {"type": "object", "properties": {"x": {"type": "string"}}}) for i in range(8)]
+    history = []
+    for i in range(10):
+        history += [{"role": "user", "content": f"question {i} " * 30}, {"role": "assistant", "content": f"answer {i} " * 30}]
+    history.append({"role": "user", "content": "last question"})
+    m = 5_000
+    reqs = [build_request("claude-sonnet-4-5", history, system=system, tools=tools) for _ in range(m)]
+    t2 = time.perf_counter()
+    for req in reqs:
+        plan_prompt_cache(req, "anthropic")
+    plan = time.perf_counter() - t2
+    print(f"plan_prompt_cache(): {plan / m * 1e6:.2f} µs per request (8 tools, 21 messages, volatile system)")
+
+
+if __name__ == "__main__":
+    main()

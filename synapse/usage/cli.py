@@ -1,0 +1,133 @@
+"""`synapse usage [--json] [--since DATE] [--until DATE] [--csv]`.
+
+The lead wires it into the main parser with `synapse.usage.cli.register(sub)`;
+`python -m synapse.usage.cli ...` runs it on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["cmd_usage", "main", "register"]
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "usage",
+        help="calls, tokens, cost and prompt-cache savings (Settings → Usage)",
+        description="Usage from the ledger: totals, breakdowns by provider, model, agent and day, "
+        "recent calls. Periods are UTC.",
+    )
+    p.add_argument("--since", default="30d", help="YYYY-MM-DD, ISO date-time, 24h, 7d, 4w or all (default: 30d)")
+    p.add_argument("--until", default=None, help="end of the period (a bare date includes that day)")
+    p.add_argument("--json", action="store_true", help="print the same JSON as GET /api/usage")
+    p.add_argument("--csv", action="store_true", help="print every call of the period as CSV")
+    p.add_argument("--recent", type=int, default=10, help="how many recent calls to list (default 10)")
+    p.set_defaults(func=cmd_usage)
+    return p
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+def _money(value: float | None) -> str:
+    return "—" if value is None else f"${value:.4f}"
+
+
+def _table(rows: list[dict[str, Any]], key: str) -> list[str]:
+    lines = [f"  {key:<34} {'calls':>6} {'input':>10} {'output':>9} {'cache rd':>10} {'cache wr':>9} "
+             f"{'hit rate':>8}  {'cost':>10}  {'saved':>9}"]
+    for r in rows:
+        name = r.get(key) or "(none)"
+        if key == "model":
+            name = f"{name} ({r['provider']})"
+        cost = r["cost_label"] if r["cost_usd"] is None or r["unpriced_calls"] else _money(r["cost_usd"])
+        lines.append(
+            f"  {name[:34]:<34} {r['calls']:>6} {_n(r['input_tokens']):>10} {_n(r['output_tokens']):>9} "
+            f"{_n(r['cache_read_tokens']):>10} {_n(r['cache_write_tokens']):>9} {_pct(r['cache_hit_rate']):>8}  "
+            f"{cost:>10}  {_money(r['savings_usd']):>9}"
+        )
+    return lines
+
+
+def render(data: dict[str, Any]) -> str:
+    t = data["totals"]
+    since = data["period"]["since"] or "the beginning"
+    until = data["period"]["until"] or "now"
+    out = [f"Usage from {since} to {until} (UTC)", ""]
+    if not t["calls"]:
+        out.append("no calls recorded in this period")
+        return "\n".join(out) + "\n"
+    out += [
+        f"calls            {_n(t['calls'])}  ({t['errors']} failed)",
+        f"input tokens     {_n(t['input_tokens'])} uncached",
+        f"cache read       {_n(t['cache_read_tokens'])}",
+        f"cache write      {_n(t['cache_write_tokens'])}",
+        f"output tokens    {_n(t['output_tokens'])}  (reasoning {_n(t['reasoning_tokens'])})",
+        f"cost             {t['cost_label']}",
+        f"saved by cache   {_money(t['savings_usd'])}",
+        f"cache hit rate   {_pct(t['cache_hit_rate'])}",
+        f"response cache   {t['response_cache_hits']} hits ({_pct(t['response_cache_hit_rate'])})",
+    ]
+    for title, key, rows in (("By provider", "provider", data["by_provider"]), ("By model", "model", data["by_model"]),
+                             ("By agent", "agent", data["by_agent"]), ("By day", "day", data["by_day"])):
+        out += ["", f"{title}:"] + _table(rows, key)
+    if data["recent"]:
+        out += ["", "Recent calls:"]
+        for r in data["recent"]:
+            flag = " [response cache]" if r["response_cache_hit"] else ""
+            out.append(
+                f"  {r['time']}  {r['model']:<28} in {_n(r['input_tokens'])} out {_n(r['output_tokens'])} "
+                f"rd {_n(r['cache_read_tokens'])} wr {_n(r['cache_write_tokens'])}  {r['cost_label']}  "
+                f"{r['outcome']}{flag}"
+            )
+    return "\n".join(out) + "\n"
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    from . import report as rep
+
+    try:
+        start, end = rep.period(args.since, args.until)
+    except rep.PeriodError as exc:
+        print(f"synapse: {exc}", file=sys.stderr)
+        return 2
+    if args.csv:
+        with rep._engine(None).connect() as conn:
+            sys.stdout.write(rep.csv_text(conn, start, end))
+        return 0
+    data = rep.report(None, args.since, args.until, recent=max(0, args.recent))
+    if args.json:
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(render(data))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="synapse")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    from ..errors import SynapseError
+
+    try:
+        return int(args.func(args) or 0)
+    except SynapseError as exc:
+        print(f"synapse: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

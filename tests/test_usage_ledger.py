@@ -1,0 +1,185 @@
+"""The usage ledger on synthetic CallRecords: queued, batched, priced, never lost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from synapse import settings as settings_mod
+from synapse import storage
+from synapse.client import CallContext, CallRecord
+from synapse.types import Usage
+from synapse.usage import ledger as ledger_mod
+from synapse.usage.prices import price
+from synapse.usage.ledger import flush, record, row_for
+
+T0 = 1_765_000_000.0  # 2025-12-06 05:46:40 UTC
+
+
+def rec(usage: Usage | None = None, **kw: Any) -> CallRecord:
+    base: dict[str, Any] = dict(
+        provider="anthropic", model="claude-sonnet-4-5", upstream_model="claude-sonnet-4-5", started_at=T0,
+        latency=0.25, ttft=0.1, usage=usage or Usage(), outcome="ok", stream=False, context=None,
+        settings=settings_mod.load(),
+    )
+    base.update(kw)
+    return CallRecord(**base)
+
+
+def rows(settings: Any = None) -> list[dict[str, Any]]:
+    from synapse.storage.tables import usage_calls
+
+    assert flush(30)
+    eng = storage.engine(settings=settings or settings_mod.load())
+    with eng.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.select(usage_calls).order_by(usage_calls.c.id)).mappings()]
+
+
+def test_a_record_becomes_one_priced_row(synapse_env: Path) -> None:
+    u = Usage(input_tokens=120, output_tokens=40, cache_read_tokens=3000, cache_write_tokens=500, reasoning_tokens=7)
+    ctx = CallContext(agent="helper", session="s-1")
+    record(rec(u, context=ctx, stream=True))
+    [row] = rows()
+    expected = price("anthropic", "claude-sonnet-4-5", u, when=T0)
+    assert expected is not None
+    assert row["provider"] == "anthropic" and row["model"] == "claude-sonnet-4-5"
+    assert (row["agent"], row["session"], row["kind"], row["stream"]) == ("helper", "s-1", "chat", True)
+    assert (row["input_tokens"], row["output_tokens"], row["cache_read_tokens"], row["cache_write_tokens"],
+            row["reasoning_tokens"]) == (120, 40, 3000, 500, 7)
+    assert row["cost_usd"] == pytest.approx(expected.cost_usd)
+    assert row["savings_usd"] == pytest.approx(expected.savings_usd)
+    assert row["savings_usd"] == pytest.approx((3000 * (3 - 0.3) - 500 * (3.75 - 3)) / 1e6)
+    assert (row["ts"], row["day"]) == (T0, "2025-12-06")
+    assert (row["latency_ms"], row["ttft_ms"], row["outcome"], row["response_cache_hit"]) == (250.0, 100.0, "ok", False)
+    assert ctx.spent_usd == pytest.approx(expected.cost_usd)  # the run's spend is kept for cost limits
+
+
+def test_unknown_price_is_stored_as_null_not_zero(synapse_env: Path) -> None:
+    record(rec(Usage(input_tokens=10, output_tokens=5), provider="oaic", model="oaic.mystery", upstream_model="mystery"))
+    record(rec(Usage(), kind="embed", provider="openai", model="text-embedding-3-small", upstream_model="text-embedding-3-small"))
+    r1, r2 = rows()
+    assert r1["cost_usd"] is None and r1["savings_usd"] is None
+    assert r2["cost_usd"] is None and r2["kind"] == "embed"
+
+
+def test_a_response_cache_hit_is_free_and_saves_what_the_call_would_cost(synapse_env: Path) -> None:
+    u = Usage(input_tokens=2000, output_tokens=300)
+    record(rec(u, response_cache_hit=True))
+    [row] = rows()
+    assert row["response_cache_hit"] is True
+    assert row["cost_usd"] == 0.0
+    assert row["savings_usd"] == pytest.approx((2000 * 3 + 300 * 15) / 1e6)
+    assert row["input_tokens"] == row["output_tokens"] == 0  # nothing was sent to the provider
+
+
+def test_errors_are_recorded_with_their_kind(synapse_env: Path) -> None:
+    record(rec(outcome="rate_limit", ttft=None))
+    [row] = rows()
+    assert row["outcome"] == "rate_limit" and row["ttft_ms"] is None and row["cost_usd"] == 0.0
+
+
+def test_many_records_are_written_in_batches_and_none_is_lost(synapse_env: Path) -> None:
+    before = ledger_mod.ledger.written
+    for i in range(2500):
+        record(rec(Usage(input_tokens=i, output_tokens=1), started_at=T0 + i))
+    got = rows()
+    assert len(got) == 2500
+    assert [r["input_tokens"] for r in got] == list(range(2500))
+    assert ledger_mod.ledger.written - before == 2500
+
+
+def test_each_record_goes_to_the_database_of_its_own_settings(synapse_env: Path, tmp_path: Path) -> None:
+    other = settings_mod.load(tmp_path / "elsewhere" / "settings.json")
+    record(rec(Usage(input_tokens=1)))
+    record(rec(Usage(input_tokens=2), settings=other))
+    assert [r["input_tokens"] for r in rows()] == [1]
+    assert [r["input_tokens"] for r in rows(other)] == [2]
+    assert (tmp_path / "elsewhere" / "synapse.db").exists()
+
+
+def test_a_failing_database_loses_that_batch_but_not_the_writer(synapse_env: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    bad = {"database_url": f"sqlite:///{blocker}/sub/synapse.db"}
+    failed = ledger_mod.ledger.failed
+    record(rec(Usage(input_tokens=1), settings=bad))
+    record(rec(Usage(input_tokens=2)))
+    assert [r["input_tokens"] for r in rows()] == [2]
+    assert ledger_mod.ledger.failed == failed + 1
+    assert ledger_mod.ledger.last_error
+
+
+def test_row_for_is_pure(synapse_env: Path) -> None:
+    r = rec(Usage(input_tokens=5, output_tokens=5))
+    assert row_for(r) == row_for(r)
+    assert row_for(r)["cost_usd"] == pytest.approx((5 * 3 + 5 * 15) / 1e6)
+
+
+def _run_script(code: str, data: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SYNAPSE_DATA_DIR": str(data)}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
+                          timeout=60, cwd=str(Path(__file__).parent.parent))
+
+
+def test_a_clean_exit_writes_everything_still_queued(synapse_env: Path) -> None:
+    result = _run_script(
+        """
+        import time
+        from synapse.client import CallRecord
+        from synapse.types import Usage
+        from synapse.usage import record
+        from synapse import settings
+        s = settings.load()
+        for i in range(300):
+            record(CallRecord("openai", "gpt-5", "gpt-5", time.time(), 0.1, 0.05, Usage(i, 1), "ok", True, settings=s))
+        # no flush: the atexit hook must write them
+        """,
+        synapse_env,
+    )
+    assert result.returncode == 0, result.stderr
+    eng = storage.engine(f"sqlite:///{synapse_env / 'synapse.db'}")
+    with eng.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*), sum(input_tokens) FROM usage_calls")).one() == (300, sum(range(300)))
+
+
+def test_the_call_path_imports_no_database_or_price_library(synapse_env: Path) -> None:
+    result = _run_script(
+        """
+        import sys
+        import synapse.client, synapse.usage, synapse.caching
+        heavy = [m for m in ("sqlalchemy", "alembic", "genai_prices", "numpy", "fastapi") if m in sys.modules]
+        print(heavy)
+        """,
+        synapse_env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_recording_is_a_cheap_queue_put(synapse_env: Path) -> None:
+    """Not a timing test: recording must not touch the database on the caller's thread."""
+    import threading
+
+    seen: list[str] = []
+    real_engine = storage.engine
+
+    def spy(*a: Any, **k: Any) -> Any:
+        seen.append(threading.current_thread().name)
+        return real_engine(*a, **k)
+
+    storage_engine = storage.engine
+    try:
+        storage.engine = spy  # type: ignore[assignment]
+        record(rec(Usage(input_tokens=1)))
+        assert flush(30)
+    finally:
+        storage.engine = storage_engine  # type: ignore[assignment]
+    assert seen and all(name == "synapse-usage-writer" for name in seen)
+    assert threading.current_thread().name not in seen
