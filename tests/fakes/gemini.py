@@ -241,6 +241,10 @@ class GeminiFake(FakeServer):
         #: of chunks (streaming), so tests can check the mapping from the exact wire values.
         self.sent: list[Any] = []
 
+    def settings(self, **extra: Any) -> dict[str, Any]:
+        """The settings that point Synapse at this fake: `configure(**fake.settings())`."""
+        return {"gemini_key": sorted(self.valid_keys)[0], "gemini_base_url": self.url, **extra}
+
     def reset(self) -> None:
         super().reset()
         self.sent.clear()

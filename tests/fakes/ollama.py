@@ -100,6 +100,10 @@ class OllamaFake(FakeServer):
 
     # --- helpers tests use -----------------------------------------------------------------
 
+    def settings(self, **extra: Any) -> dict[str, Any]:
+        """The settings that point Synapse at this fake: `configure(**fake.settings())`."""
+        return {"ollama_base_url": self.url, **extra}
+
     @staticmethod
     def prompt_text(body: dict[str, Any]) -> str:
         """Everything the fake counts as prompt: message texts, tool calls and tool schemas."""
