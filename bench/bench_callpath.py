@@ -97,9 +97,18 @@ async def main() -> None:
     async def through_synapse() -> None:
         await achat("gpt-bench", "hi")
 
+    from synapse.usage import ledger
+
+    recorder = ledger.record
     for c in (1, 64):
-        await run("bare aiohttp POST", bare, N if c > 1 else N // 4, c)
-        await run("synapse.achat (openai adapter)", through_synapse, N if c > 1 else N // 4, c)
+        n = N if c > 1 else N // 4
+        await run("bare aiohttp POST", bare, n, c)
+        ledger.record = recorder
+        await run("synapse.achat", through_synapse, n, c)
+        await asyncio.to_thread(ledger.flush)  # the writer's backlog must not bleed into the next run
+        ledger.record = lambda rec: None
+        await run("synapse.achat, ledger off", through_synapse, n, c)
+    ledger.record = recorder
     await close_session()
     proc.terminate()
 

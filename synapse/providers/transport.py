@@ -61,9 +61,17 @@ def session() -> aiohttp.ClientSession:
     s = _sessions.get(loop)
     if s is None or s.closed:
         connector = aiohttp.TCPConnector(limit=512, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
-        s = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=True)
+        # trust_env makes aiohttp look proxies up in a worker thread on every request:
+        # only pay for that when a proxy is actually configured.
+        s = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=_proxy_configured())
         _sessions[loop] = s
     return s
+
+
+def _proxy_configured() -> bool:
+    import os
+
+    return any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"))
 
 
 async def close_session() -> None:
