@@ -255,6 +255,22 @@ class _Call:
         return err
 
 
+def _begin(
+    model: str | None,
+    messages: MessagesInput,
+    settings: Mapping[str, Any] | None,
+    context: CallContext | None,
+    stream: bool,
+    **request: Any,
+) -> tuple[_Call, Any, Request]:
+    """Settings, route, adapter and canonical request for one chat call."""
+    cfg = settings if settings is not None else settings_mod.load()
+    route = _route(model, cfg)
+    adapter = adapter_for(route.spec, cfg)
+    req = build_request(route.upstream_model, messages, **request)
+    return _Call(route, cfg, context, stream), adapter, req
+
+
 def _serve_hit(call: _Call, hit: Response) -> Response:
     """A response-cache hit: recorded with the usage it would have had, returned with none billed."""
     latency = call.elapsed()
@@ -286,14 +302,10 @@ async def achat(
     off; default: `context.cache`, else off). `max_total_cost_usd`: refuse the call
     when the context's recorded spend would pass it (default: `context.max_total_cost_usd`).
     """
-    cfg = settings if settings is not None else settings_mod.load()
-    route = _route(model, cfg)
-    adapter = adapter_for(route.spec, cfg)
-    req = build_request(
-        route.upstream_model, messages, system=system, tools=tools, tool_choice=tool_choice,
-        max_tokens=max_tokens, temperature=temperature, stop=stop, extra=extra,
-    )
-    call = _Call(route, cfg, context, stream=False)
+    call, adapter, req = _begin(model, messages, settings, context, False, system=system, tools=tools,
+                                tool_choice=tool_choice, max_tokens=max_tokens, temperature=temperature,
+                                stop=stop, extra=extra)
+    route, cfg = call.route, call.cfg
     req, hit, slot = await _prepare(route, req, cfg, context, cache, max_total_cost_usd)
     if hit is not None:
         return _serve_hit(call, hit)
@@ -342,14 +354,10 @@ async def astream(
     `cache` and `max_total_cost_usd` as for `achat`; a response-cache hit is replayed
     as events. Usage (and so cost) comes from the usage the provider streamed.
     """
-    cfg = settings if settings is not None else settings_mod.load()
-    route = _route(model, cfg)
-    adapter = adapter_for(route.spec, cfg)
-    req = build_request(
-        route.upstream_model, messages, system=system, tools=tools, tool_choice=tool_choice,
-        max_tokens=max_tokens, temperature=temperature, stop=stop, extra=extra,
-    )
-    call = _Call(route, cfg, context, stream=True)
+    call, adapter, req = _begin(model, messages, settings, context, True, system=system, tools=tools,
+                                tool_choice=tool_choice, max_tokens=max_tokens, temperature=temperature,
+                                stop=stop, extra=extra)
+    route, cfg = call.route, call.cfg
     req, hit, slot = await _prepare(route, req, cfg, context, cache, max_total_cost_usd)
     if hit is not None:
         async for event in _replay(_serve_hit(call, hit)):

@@ -202,3 +202,13 @@ async def test_one_pooled_session_per_loop() -> None:
 
     await asyncio.to_thread(in_other_loop)
     assert other[0] is not transport.session()
+
+
+async def test_proxy_environment_is_read_only_when_a_proxy_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    await transport.close_session()
+    assert transport.session().trust_env is False
+    await transport.close_session()
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    assert transport.session().trust_env is True

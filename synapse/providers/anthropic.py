@@ -58,7 +58,7 @@ from ..types import (
     Usage,
 )
 from . import transport
-from .base import Adapter, looks_like_context_overflow, redact
+from .base import Adapter, looks_like_context_overflow, merge_extra, redact
 from .catalog import ProviderConfig, ProviderSpec
 
 __all__ = ["AnthropicAdapter", "build", "decode_message", "encode_request", "map_usage"]
@@ -210,7 +210,7 @@ def encode_request(req: Request, *, stream: bool = False) -> dict[str, Any]:
     if stream:
         body["stream"] = True
     if req.extra:
-        body.update(req.extra)
+        merge_extra(body, req.extra)
     return body
 
 

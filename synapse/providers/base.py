@@ -23,7 +23,7 @@ from ..types import ModelInfo, Request, Response, StreamEvent
 from .catalog import ProviderConfig, ProviderSpec
 from .transport import loads, parse_retry_after
 
-__all__ = ["Adapter", "looks_like_context_overflow", "redact"]
+__all__ = ["Adapter", "looks_like_context_overflow", "merge_extra", "redact"]
 
 _CONTEXT_PATTERNS = re.compile(
     r"prompt is too long|context length|context_length|context window|maximum context|"
@@ -32,6 +32,16 @@ _CONTEXT_PATTERNS = re.compile(
     re.IGNORECASE,
 )
 _KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{10,}|xai-[A-Za-z0-9]{8,}|absk-?[A-Za-z0-9+/=]{8,}|ABSK[A-Za-z0-9+/=]{8,})")
+
+
+def merge_extra(body: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge `Request.extra` into a wire body, last: a dict value merges into the body's
+    dict of the same name one level deep (`{"options": {"top_k": 5}}` keeps the other
+    options); anything else replaces."""
+    for key, value in extra.items():
+        old = body.get(key)
+        body[key] = {**old, **value} if isinstance(old, dict) and isinstance(value, Mapping) else value
+    return body
 
 
 def looks_like_context_overflow(message: str) -> bool:

@@ -53,7 +53,7 @@ from ..types import (
     ToolResultPart,
     Usage,
 )
-from .base import Adapter, looks_like_context_overflow, redact
+from .base import Adapter, looks_like_context_overflow, merge_extra, redact
 from .catalog import ProviderConfig, ProviderSpec
 from .eventstream import EventStreamDecoder, EventStreamError, EventStreamMessage
 from .transport import iter_chunks, open_stream, parse_retry_after, request
@@ -390,9 +390,7 @@ class BedrockAdapter(Adapter):
             inference["stopSequences"] = list(req.stop)
         if inference:
             body["inferenceConfig"] = inference
-        for key, value in req.extra.items():
-            old = body.get(key)
-            body[key] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) else value
+        merge_extra(body, req.extra)
         return body
 
     def _image(self, p: ImagePart) -> dict[str, Any]:

@@ -52,7 +52,7 @@ from ..types import (
     ToolResultPart,
     Usage,
 )
-from .base import Adapter, redact
+from .base import Adapter, merge_extra, redact
 from .catalog import ProviderConfig, ProviderSpec
 from .transport import iter_sse, open_stream, parse_retry_after, request
 
@@ -257,12 +257,7 @@ def encode_request(req: Request) -> dict[str, Any]:
         gen["stopSequences"] = list(req.stop)
     if gen:
         body["generationConfig"] = gen
-    for key, value in req.extra.items():
-        if isinstance(value, Mapping) and isinstance(body.get(key), dict):
-            body[key] = {**body[key], **value}
-        else:
-            body[key] = value
-    return body
+    return merge_extra(body, req.extra)
 
 
 def _encode_parts(m: Message, names: Mapping[str, str], send_ids: set[str]) -> list[dict[str, Any]]:

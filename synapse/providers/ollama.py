@@ -45,7 +45,7 @@ from ..types import (
     Usage,
 )
 from . import transport
-from .base import Adapter, looks_like_context_overflow, redact
+from .base import Adapter, looks_like_context_overflow, merge_extra, redact
 from .catalog import ProviderConfig, ProviderSpec
 from .routing import resolve
 from .transport import dumps, loads
@@ -134,14 +134,10 @@ def encode_request(req: Request, stream: bool) -> dict[str, Any]:
         options["temperature"] = req.temperature
     if req.stop:
         options["stop"] = list(req.stop)
-    extra = req.extra
-    if extra:
-        extra_options = extra.get("options")
-        if isinstance(extra_options, Mapping):
-            options.update(extra_options)
-        body.update((k, v) for k, v in extra.items() if k != "options")
     if options:
         body["options"] = options
+    if req.extra:
+        merge_extra(body, req.extra)
     return body
 
 

@@ -53,7 +53,7 @@ from ..types import (
     ToolResultPart,
     Usage,
 )
-from .base import Adapter, looks_like_context_overflow, redact
+from .base import Adapter, looks_like_context_overflow, merge_extra, redact
 from .catalog import ProviderConfig, ProviderSpec
 from .routing import resolve
 from .transport import dumps, iter_sse, loads, open_stream, parse_retry_after, request
@@ -183,7 +183,7 @@ class OpenAIAdapter(Adapter):
             if self._stream_usage:
                 body["stream_options"] = {"include_usage": True}
         if req.extra:
-            body.update(req.extra)
+            merge_extra(body, req.extra)
         return body
 
     def _encode_message(self, m: Message, out: list[dict[str, Any]]) -> None:
