@@ -81,9 +81,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         s = settings.load()
         if args.key not in s:
             raise _UsageError(f"unknown setting {args.key!r}: see `synapse config list`")
-        value = s[args.key]
-        if settings.is_secret(args.key) and value:
-            value = settings.mask(str(value))
+        value = settings.shown(args.key, s[args.key])
         print(value if isinstance(value, str) else json.dumps(value))
         return 0
     if args.action == "set":
@@ -93,8 +91,7 @@ def cmd_config(args: argparse.Namespace) -> int:
                 "(add --force to store it anyway)"
             )
         settings.update({args.key: args.value})
-        shown = settings.mask(args.value) if settings.is_secret(args.key) else args.value
-        print(f"{args.key} = {shown}")
+        print(f"{args.key} = {settings.shown(args.key, args.value)}")
         return 0
     if args.action == "unset":
         settings.update({args.key: None})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import tempfile
 import threading
@@ -31,6 +32,7 @@ __all__ = [
     "load",
     "mask",
     "settings_path",
+    "shown",
     "update",
 ]
 
@@ -125,6 +127,19 @@ def mask(value: str) -> str:
     return f"{prefix}…{value[-4:]}"
 
 
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]*:)[^@/\s]+@")
+
+
+def shown(key: str, value: Any) -> Any:
+    """A setting's value as it may be displayed: secrets masked, URL passwords hidden."""
+    if isinstance(value, str) and value:
+        if is_secret(key):
+            return mask(value)
+        if "://" in value and "@" in value:
+            return _URL_PASSWORD.sub(r"\1****@", value)
+    return value
+
+
 def coerce(key: str, value: Any) -> Any:
     """Turn a value typed on the command line or sent by a form into the stored type."""
     if key in _BOOL_KEYS:
@@ -201,7 +216,7 @@ class Settings(Mapping[str, Any]):
 
     def masked(self) -> dict[str, Any]:
         """Every effective value, secrets masked: safe to print or send to a browser."""
-        return {k: (mask(str(v)) if is_secret(k) and v else v) for k, v in self.items()}
+        return {k: shown(k, v) for k, v in self.items()}
 
 
 _cache: dict[Path, tuple[tuple[int, int], Settings]] = {}

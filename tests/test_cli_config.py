@@ -112,3 +112,12 @@ def test_chat_without_prompt_says_how(cli: Any) -> None:
 def test_settings_file_written_by_cli_is_private(cli: Any, synapse_env: Path) -> None:
     cli("config", "set", "model", "mistral")
     assert oct(os.stat(synapse_env / "settings.json").st_mode & 0o777) == "0o600"
+
+
+def test_passwords_in_urls_are_never_shown(cli: Any) -> None:
+    url = "postgresql://synapse:hunter2-db-pass@db.internal:5432/synapse"
+    result = cli("config", "set", "database_url", url)
+    assert result.code == 0 and "hunter2" not in result.out
+    assert cli("config", "get", "database_url").out.strip() == "postgresql://synapse:****@db.internal:5432/synapse"
+    assert "hunter2" not in cli("config", "list").out
+    assert "hunter2" not in cli("config", "list", "--json").out
