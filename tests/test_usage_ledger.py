@@ -69,6 +69,12 @@ def test_unknown_price_is_stored_as_null_not_zero(synapse_env: Path) -> None:
     assert r2["cost_usd"] is None and r2["kind"] == "embed"
 
 
+def test_a_call_with_no_tokens_costs_nothing_even_without_a_price(synapse_env: Path) -> None:
+    record(rec(Usage(), provider="oaic", model="oaic.mystery", upstream_model="mystery", outcome="overloaded"))
+    [row] = rows()
+    assert (row["cost_usd"], row["savings_usd"], row["outcome"]) == (0.0, 0.0, "overloaded")
+
+
 def test_a_response_cache_hit_is_free_and_saves_what_the_call_would_cost(synapse_env: Path) -> None:
     u = Usage(input_tokens=2000, output_tokens=300)
     record(rec(u, response_cache_hit=True))

@@ -147,6 +147,10 @@ def create_app(
     async def models_page(request: Request) -> HTMLResponse:
         return page("models.html", request)
 
+    @app.get("/settings/usage", include_in_schema=False)
+    async def usage_page(request: Request) -> HTMLResponse:
+        return page("usage.html", request)
+
     @app.get("/login", include_in_schema=False)
     async def login_page(request: Request) -> Response:
         if not login_required or request.state.session.user:

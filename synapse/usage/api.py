@@ -3,7 +3,7 @@
 Mount it in the web app with `app.include_router(synapse.usage.api.router)`.
 
     GET /api/usage                     everything: totals, by_provider, by_model, by_agent,
-                                       by_day, series, recent  (?since=&until=&recent=20)
+                                       by_day, series, recent, ledger  (?since=&until=&recent=20)
     GET /api/usage/summary             totals only
     GET /api/usage/breakdown/{by}      by = provider | model | agent | day
     GET /api/usage/series              cost and savings per day (chart)

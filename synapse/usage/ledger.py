@@ -62,6 +62,10 @@ def row_for(rec: "CallRecord") -> dict[str, Any]:
     savings: float | None
     if rec.kind != "chat" and rec.provider not in prices.LOCAL_PROVIDERS:
         cost = savings = None  # embeddings report no token counts: the price is unknown
+    elif rec.kind == "chat" and not rec.response_cache_hit and not any(
+        (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens)
+    ):
+        cost = savings = 0.0  # no tokens (a refused or failed call): nothing to bill, whatever the price
     else:
         p = prices.price(rec.provider, rec.upstream_model, u, when=rec.started_at, base_url=_base_url(rec),
                          response_cache_hit=rec.response_cache_hit)

@@ -37,6 +37,7 @@ __all__ = [
     "cost_label",
     "csv_rows",
     "csv_text",
+    "ledger_overview",
     "parse_when",
     "recent_calls",
     "report",
@@ -284,6 +285,17 @@ def csv_text(conn: "sa.Connection", since: float | None = None, until: float | N
     return buf.getvalue()
 
 
+def ledger_overview(conn: "sa.Connection") -> dict[str, Any]:
+    """The whole ledger, whatever the period: how many calls and the first and last call's
+    time (None when empty). Lets a page tell "nothing recorded yet" from "nothing in
+    this period"."""
+    import sqlalchemy as sa
+
+    t = _table()
+    row = conn.execute(sa.select(sa.func.count(), sa.func.min(t.c.ts), sa.func.max(t.c.ts))).one()
+    return {"calls": int(row[0] or 0), "first": _iso(row[1]), "last": _iso(row[2])}
+
+
 # --- the whole report -----------------------------------------------------------------------
 
 
@@ -321,4 +333,5 @@ def report(
             "by_day": breakdown(conn, "day", start, end),
             "series": series(conn, start, end),
             "recent": recent_calls(conn, recent, start, end),
+            "ledger": ledger_overview(conn),
         }
