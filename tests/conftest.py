@@ -104,3 +104,49 @@ def provider_fake(cls: type, **kwargs: Any) -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+# One fake per protocol per test module, reset and pointed at by each test that asks
+# for the configured form (`anthropic`, `openai`, `bedrock`).
+
+
+@pytest.fixture(scope="module")
+def anthropic_fake() -> Iterator[Any]:
+    from tests.fakes.anthropic import AnthropicFake
+
+    yield from provider_fake(AnthropicFake)
+
+
+@pytest.fixture(scope="module")
+def openai_fake() -> Iterator[Any]:
+    from tests.fakes.openai import OpenAIFake
+
+    yield from provider_fake(OpenAIFake)
+
+
+@pytest.fixture(scope="module")
+def bedrock_fake() -> Iterator[Any]:
+    from tests.fakes.bedrock import BedrockFake
+
+    yield from provider_fake(BedrockFake)
+
+
+@pytest.fixture
+def anthropic(anthropic_fake: Any, configure: Callable[..., Any]) -> Any:
+    anthropic_fake.reset()
+    configure(**anthropic_fake.settings())
+    return anthropic_fake
+
+
+@pytest.fixture
+def openai(openai_fake: Any, configure: Callable[..., Any]) -> Any:
+    openai_fake.reset()
+    configure(**openai_fake.settings())
+    return openai_fake
+
+
+@pytest.fixture
+def bedrock(bedrock_fake: Any, configure: Callable[..., Any]) -> Any:
+    bedrock_fake.reset()
+    configure(**bedrock_fake.settings())
+    return bedrock_fake

@@ -8,7 +8,6 @@ and reads it on the second, through `synapse.achat` / `astream` / the CLI with
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +16,6 @@ import synapse
 from synapse.caching import SYNAPSE_VOLATILE
 from synapse.types import ResponseDone, Tool
 from synapse.usage import flush
-from tests.conftest import provider_fake
 from tests.fakes.anthropic import AnthropicFake
 from tests.fakes.bedrock import BedrockFake
 from tests.fakes.openai import OpenAIFake
@@ -27,35 +25,6 @@ SYSTEM_T1 = f"{STABLE}\n{SYNAPSE_VOLATILE}\nCurrent time: 2025-12-06 10:00"
 SYSTEM_T2 = f"{STABLE}\n{SYNAPSE_VOLATILE}\nCurrent time: 2025-12-06 10:05"
 CLAUDE = "claude-sonnet-4-5"
 BEDROCK_CLAUDE = "bedrock.us.anthropic.claude-sonnet-4-5-20250929-v1:0"
-
-
-@pytest.fixture(scope="module")
-def anthropic_fake() -> Iterator[AnthropicFake]:
-    yield from provider_fake(AnthropicFake)
-
-
-@pytest.fixture(scope="module")
-def bedrock_fake() -> Iterator[BedrockFake]:
-    yield from provider_fake(BedrockFake)
-
-
-@pytest.fixture(scope="module")
-def openai_fake() -> Iterator[OpenAIFake]:
-    yield from provider_fake(OpenAIFake)
-
-
-@pytest.fixture
-def anthropic(anthropic_fake: AnthropicFake, configure: Any) -> AnthropicFake:
-    anthropic_fake.reset()
-    configure(anthropic_key=AnthropicFake.KEY, anthropic_base_url=anthropic_fake.url)
-    return anthropic_fake
-
-
-@pytest.fixture
-def bedrock(bedrock_fake: BedrockFake, configure: Any) -> BedrockFake:
-    bedrock_fake.reset()
-    configure(**bedrock_fake.settings())
-    return bedrock_fake
 
 
 def cache_controls(body: dict[str, Any]) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +11,11 @@ import synapse
 from synapse.client import CallContext
 from synapse.errors import SynapseError
 from synapse.types import ReasoningDelta, ResponseDone, TextDelta, ToolCallDelta
-from tests.conftest import provider_fake
 from tests.fakes.anthropic import AnthropicFake
 from tests.fakes.base import FakeReply, FakeToolCall
 from tests.test_usage_ledger import rows
 
 CLAUDE = "claude-sonnet-4-5"
-
-
-@pytest.fixture(scope="module")
-def anthropic_fake() -> Iterator[AnthropicFake]:
-    yield from provider_fake(AnthropicFake)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ cost limits refuse the next call once the recorded spend would pass them."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,37 +14,12 @@ from synapse.errors import AuthenticationError, CostLimitError
 from synapse.types import ResponseDone, Usage
 from synapse.usage import flush
 from synapse.usage.prices import price
-from tests.conftest import provider_fake
 from tests.fakes.anthropic import AnthropicFake
 from tests.fakes.base import FakeReply
 from tests.fakes.openai import OpenAIFake
 from tests.test_usage_ledger import rows
 
 CLAUDE = "claude-sonnet-4-5"
-
-
-@pytest.fixture(scope="module")
-def anthropic_fake() -> Iterator[AnthropicFake]:
-    yield from provider_fake(AnthropicFake)
-
-
-@pytest.fixture(scope="module")
-def openai_fake() -> Iterator[OpenAIFake]:
-    yield from provider_fake(OpenAIFake)
-
-
-@pytest.fixture
-def anthropic(anthropic_fake: AnthropicFake, configure: Any) -> AnthropicFake:
-    anthropic_fake.reset()
-    configure(anthropic_key=AnthropicFake.KEY, anthropic_base_url=anthropic_fake.url)
-    return anthropic_fake
-
-
-@pytest.fixture
-def openai(openai_fake: OpenAIFake, configure: Any) -> OpenAIFake:
-    openai_fake.reset()
-    configure(**openai_fake.settings())
-    return openai_fake
 
 
 async def test_a_chat_call_is_recorded_with_its_context(anthropic: AnthropicFake) -> None:

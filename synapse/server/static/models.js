@@ -1,61 +1,10 @@
 // Settings → Models. Plain JS, no build step. Everything comes from /api.
 "use strict";
 (function () {
-  const $ = (sel, root) => (root || document).querySelector(sel);
-  let csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const { $, el, api, showBanner } = window.Synapse;
   const cards = new Map(); // provider id -> {el, data}
   let pollTimer = null;
   let bedrockProfiles = null; // last list fetched for the dropdown
-
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === "text") node.textContent = v;
-      else if (k === "class") node.className = v;
-      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-      else node.setAttribute(k, v === true ? "" : v);
-    }
-    for (const c of children) if (c) node.append(c);
-    return node;
-  }
-
-  async function api(method, url, body, retried) {
-    const opts = { method, headers: { "Accept": "application/json" }, credentials: "same-origin" };
-    if (method !== "GET") {
-      opts.headers["X-CSRF-Token"] = csrf;
-      if (body !== undefined) {
-        opts.headers["Content-Type"] = "application/json";
-        opts.body = JSON.stringify(body);
-      }
-    }
-    let res;
-    try {
-      res = await fetch(url, opts);
-    } catch (e) {
-      throw new Error("Synapse is not answering: is `synapse serve` still running?");
-    }
-    let data = {};
-    try { data = await res.json(); } catch (e) { data = {}; }
-    if (res.status === 401 && data.kind === "login") { location.href = "/login"; throw new Error("log in first"); }
-    if (res.status === 403 && data.kind === "csrf" && !retried) {
-      const s = await api("GET", "/api/session");
-      csrf = s.csrf_token;
-      return api(method, url, body, true);
-    }
-    if (!res.ok) {
-      const err = new Error(data.error || ("HTTP " + res.status));
-      err.status = res.status; err.data = data;
-      throw err;
-    }
-    return data;
-  }
-
-  function showBanner(message) {
-    const b = $("#banner");
-    b.textContent = message || "";
-    b.hidden = !message;
-  }
 
   // --- status ------------------------------------------------------------------------
 

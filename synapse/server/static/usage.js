@@ -1,7 +1,7 @@
 // Settings → Usage. Plain JS, no build step, no chart library. Everything comes from GET /api/usage.
 "use strict";
 (function () {
-  const $ = (sel, root) => (root || document).querySelector(sel);
+  const { $, el, api, showBanner } = window.Synapse;
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
   const SVG = "http://www.w3.org/2000/svg";
   const RECENT = 50;
@@ -11,54 +11,14 @@
     bedrock: "AWS Bedrock", oaic: "OpenAI Compatible", ollama: "Ollama", locv1: "Local V1", hf: "Hugging Face",
   };
   const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-  let csrf = document.querySelector('meta[name="csrf-token"]').content;
   let seq = 0;
   let lastSeries = [];
-
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === "text") node.textContent = v;
-      else if (k === "class") node.className = v;
-      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-      else node.setAttribute(k, v === true ? "" : v);
-    }
-    for (const c of children) if (c !== null && c !== undefined && c !== false) node.append(c);
-    return node;
-  }
 
   function svg(tag, attrs, text) {
     const node = document.createElementNS(SVG, tag);
     for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
     if (text !== undefined) node.textContent = text;
     return node;
-  }
-
-  async function api(method, url, retried) {
-    const opts = { method, headers: { "Accept": "application/json" }, credentials: "same-origin" };
-    if (method !== "GET") opts.headers["X-CSRF-Token"] = csrf;
-    let res;
-    try {
-      res = await fetch(url, opts);
-    } catch (e) {
-      throw new Error("Synapse is not answering: is `synapse serve` still running?");
-    }
-    let data = {};
-    try { data = await res.json(); } catch (e) { data = {}; }
-    if (res.status === 401 && data.kind === "login") { location.href = "/login"; throw new Error("log in first"); }
-    if (res.status === 403 && data.kind === "csrf" && !retried) {
-      csrf = (await api("GET", "/api/session")).csrf_token;
-      return api(method, url, true);
-    }
-    if (!res.ok) throw new Error(data.detail || data.error || ("HTTP " + res.status));
-    return data;
-  }
-
-  function showBanner(message) {
-    const b = $("#banner");
-    b.textContent = message || "";
-    b.hidden = !message;
   }
 
   // --- formatting (the same rules as synapse.usage.report.cost_label) -----------------
