@@ -198,9 +198,9 @@ def plan_prompt_cache(req: Request, protocol: str, breakpoints: bool = True) -> 
         tools_chars += _tool_chars(t)
     total = tools_chars
     system_chars = [0] * len(req.system)
-    for i, p in enumerate(req.system):
-        explicit += p.cache
-        total += len(p.text)
+    for i, sp in enumerate(req.system):
+        explicit += sp.cache
+        total += len(sp.text)
         system_chars[i] = total
     newest = previous = None
     message_chars: dict[int, int] = {}

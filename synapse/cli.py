@@ -119,7 +119,7 @@ def _read_prompt(prompt: list[str]) -> str:
 async def _chat(args: argparse.Namespace) -> int:
     from .client import achat, astream
     from .providers.transport import close_session
-    from .types import ResponseDone, TextDelta
+    from .types import Response, ResponseDone, TextDelta
 
     prompt = _read_prompt(args.prompt)
     kwargs: dict[str, Any] = {"system": args.system, "max_tokens": args.max_tokens, "temperature": args.temperature}
@@ -129,14 +129,16 @@ async def _chat(args: argparse.Namespace) -> int:
             if not args.json:
                 sys.stdout.write(response.text + "\n")
         else:
-            response = None
+            streamed: Response | None = None
             async for event in astream(args.model, prompt, **kwargs):
                 if isinstance(event, TextDelta) and not args.json:
                     sys.stdout.write(event.text)
                     sys.stdout.flush()
                 elif isinstance(event, ResponseDone):
-                    response = event.response
-            assert response is not None
+                    streamed = event.response
+            if streamed is None:
+                raise _UsageError("the stream ended without a final response")  # adapters always end with one
+            response = streamed
             if not args.json:
                 sys.stdout.write("\n")
         if args.json:

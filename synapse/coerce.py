@@ -126,6 +126,7 @@ def coerce_messages(messages: MessagesInput, system: SystemInput = None) -> tupl
     out: list[Message] = []
     call_names: dict[str, str] = {}
     for m in messages:
+        role: str
         if isinstance(m, Message):
             role, parts = m.role, list(m.content)
         elif isinstance(m, Mapping):

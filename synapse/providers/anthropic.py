@@ -427,10 +427,10 @@ class AnthropicAdapter(Adapter):
                 st.blocks[index] = ["tool_use", ordinal, [], cb]  # type: ignore[index]
                 return [ToolCallDelta(ordinal, id=st.calls[ordinal].id, name=st.calls[ordinal].name)]
             if ckind in ("thinking", "redacted_thinking"):
-                block = dict(cb)
-                pieces = [block.get("thinking") or ""] if ckind == "thinking" else None
-                st.blocks[index] = [ckind, -1, pieces, block]  # type: ignore[index]
-                st.thinking.append(block)
+                thinking = dict(cb)
+                pieces = [thinking.get("thinking") or ""] if ckind == "thinking" else None
+                st.blocks[index] = [ckind, -1, pieces, thinking]  # type: ignore[index]
+                st.thinking.append(thinking)
                 piece = cb.get("thinking") or ""
                 if piece:
                     st.reasoning.append(piece)

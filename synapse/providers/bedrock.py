@@ -622,9 +622,10 @@ class BedrockAdapter(Adapter):
         return out
 
     async def list_models(self) -> list[ModelInfo]:
-        summaries, profiles = await asyncio.gather(
+        found: list[Any] = await asyncio.gather(
             self._foundation_models(), self._inference_profiles(), return_exceptions=True
         )
+        summaries, profiles = found
         if isinstance(summaries, BaseException):
             raise summaries
         if isinstance(profiles, PermissionDeniedError):

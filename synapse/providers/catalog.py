@@ -86,7 +86,7 @@ class ProviderSpec:
                 creds = (access, secret, os.environ.get("AWS_SESSION_TOKEN", ""))
         try:
             timeout = float(settings.get("request_timeout") or 120.0)
-            retries = int(settings.get("max_retries") if settings.get("max_retries") is not None else 2)
+            retries = int(settings.get("max_retries") if settings.get("max_retries") is not None else 2)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             timeout, retries = 120.0, 2
         return ProviderConfig(

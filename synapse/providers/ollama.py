@@ -328,7 +328,8 @@ class OllamaAdapter(Adapter):
 
     def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         detail = redact(self.error_message(body), self.config.api_key)
-        label, kw = self.spec.label, {"provider": self.spec.id, "status": status}
+        label = self.spec.label
+        kw: dict[str, Any] = {"provider": self.spec.id, "status": status}
         suffix = f" ({detail})" if detail else ""
         is_json = body[:1] == b"{"
         if status == 404 and not is_json:
@@ -351,7 +352,8 @@ class OllamaAdapter(Adapter):
     def stream_error(self, error: Any, *, mid_stream: bool = False) -> ProviderError:
         """An `{"error": ...}` object in a 200 reply (an NDJSON line when streaming)."""
         detail = redact(str(error.get("message", error) if isinstance(error, Mapping) else error)[:500], self.config.api_key)
-        label, kw = self.spec.label, {"provider": self.spec.id}
+        label = self.spec.label
+        kw: dict[str, Any] = {"provider": self.spec.id}
         where = " (mid-stream)" if mid_stream else ""
         if looks_like_context_overflow(detail):
             return ContextTooLongError(f"the prompt is too long for this model at {label} ({detail}){where}", **kw)

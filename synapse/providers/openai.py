@@ -629,7 +629,7 @@ class _Accumulator:
             call_id = call.get("id")
             ours = self.alias.get(server_index)
             slot = self.tools[ours] if ours is not None else None
-            if slot is None or (call_id and slot.id and call_id != slot.id):
+            if ours is None or slot is None or (call_id and slot.id and call_id != slot.id):
                 # A new call (or a server that reuses index 0 for the next call).
                 ours = len(self.tools)
                 self.alias[server_index] = ours

@@ -176,7 +176,7 @@ def _connection_error(source: ErrorSource, url: str, exc: BaseException) -> Prov
 
 
 #: Builds the headers for one attempt (SigV4 signs each attempt afresh).
-Signer = Callable[[str, "str | URL", Mapping[str, str], "bytes | None"], Mapping[str, str]]
+Signer = Callable[[str, Any, Mapping[str, str], "bytes | None"], Mapping[str, str]]
 
 
 async def _send(

@@ -164,12 +164,9 @@ def create_app(
     from .api import router
 
     app.include_router(router)
-    try:  # the usage ledger's /api/usage (Settings → Usage), when this build has it
-        from ..usage.api import router as usage_router
-    except ImportError:
-        usage_router = None
-    if usage_router is not None:
-        app.include_router(usage_router)
+    from ..usage.api import router as usage_router
+
+    app.include_router(usage_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 

@@ -144,7 +144,7 @@ def _aggregates() -> list[Any]:
     ]
 
 
-def _finish(row: Mapping[str, Any]) -> dict[str, Any]:
+def _finish(row: Mapping[Any, Any]) -> dict[str, Any]:
     calls = int(row["calls"] or 0)
     inp, read, write = int(row["input_tokens"]), int(row["cache_read_tokens"]), int(row["cache_write_tokens"])
     priced = int(row["priced_calls"] or 0)
@@ -193,7 +193,7 @@ def breakdown(conn: "sa.Connection", by: str, since: float | None = None, until:
         query = query.order_by(t.c.day)
     else:
         query = query.order_by(sa.func.coalesce(sa.func.sum(t.c.cost_usd), -1.0).desc(), sa.func.count().desc(), cols[0])
-    out = []
+    out: list[dict[str, Any]] = []
     for row in conn.execute(query).mappings():
         item = {by: row[by]}
         if by == "model":
@@ -214,7 +214,7 @@ def series(conn: "sa.Connection", since: float | None = None, until: float | Non
     last = datetime.fromtimestamp(last_ts, tz=timezone.utc).date()
     if days:
         last = max(last, datetime.strptime(max(days), "%Y-%m-%d").date())
-    out = []
+    out: list[dict[str, Any]] = []
     day = first
     while day <= last and len(out) < 3660:
         key = day.isoformat()
@@ -230,7 +230,7 @@ def series(conn: "sa.Connection", since: float | None = None, until: float | Non
     return out
 
 
-def _row_out(row: Mapping[str, Any]) -> dict[str, Any]:
+def _row_out(row: Mapping[Any, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "time": _iso(row["ts"]),

@@ -26,7 +26,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = sa.create_engine(config.get_main_option("sqlalchemy.url"))
+    engine = sa.create_engine(str(config.get_main_option("sqlalchemy.url")))
     with engine.connect() as conn:
         _run(conn)
     engine.dispose()
