@@ -11,8 +11,9 @@ address every page and API call needs a logged-in session. Either way:
 
 from __future__ import annotations
 
+import functools
+
 import hmac
-import html
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -129,11 +130,8 @@ def create_app(
 
     def page(name: str, request: Request) -> HTMLResponse:
         session: Session = request.state.session
-        text = _template(name)
-        text = text.replace("{{csrf}}", html.escape(session.csrf)).replace(
-            "{{user}}", html.escape(session.user or "")
-        )
-        return HTMLResponse(text)
+        slug = name.removesuffix(".html")
+        return HTMLResponse(_templates().get_template(name).render(csrf=session.csrf, user=session.user or "", page=slug))
 
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:
@@ -187,15 +185,14 @@ def _csrf_problem(request: Request, session: Session, fresh: bool) -> str:
     return ""
 
 
-_templates: dict[str, str] = {}
+@functools.cache
+def _templates() -> Any:
+    """The page templates (Jinja2, autoescaped), loaded once on first use."""
+    import jinja2
 
-
-def _template(name: str) -> str:
-    text = _templates.get(name)
-    if text is None:
-        text = (HERE / "templates" / name).read_text(encoding="utf-8")
-        _templates[name] = text
-    return text
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, auto_reload=False
+    )
 
 
 _FAVICON = (
