@@ -27,7 +27,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     providers = []
     for spec in PROVIDERS:
         config = spec.configure(s)
-        entry: dict[str, Any] = {"id": spec.id, "label": spec.label, "configured": spec.is_configured(config)}
+        configured = spec.is_configured(config)
+        if spec.protocol == "huggingface":
+            import importlib.util
+
+            configured = importlib.util.find_spec("transformers") is not None
+        entry: dict[str, Any] = {"id": spec.id, "label": spec.label, "configured": configured}
         if spec.key_setting:
             entry["key"] = settings.mask(config.api_key)
             entry["key_source"] = s.source(spec.key_setting) if config.api_key else None
@@ -54,6 +59,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("providers:")
     for p in providers:
         mark = "configured" if p["configured"] else "not configured"
+        if p["id"] == "hf" and not p["configured"]:
+            mark = "not installed (pip install transformers torch)"
         detail = []
         if p.get("key"):
             detail.append(f"key {p['key']} ({p['key_source']})")

@@ -121,3 +121,13 @@ def test_passwords_in_urls_are_never_shown(cli: Any) -> None:
     assert cli("config", "get", "database_url").out.strip() == "postgresql://synapse:****@db.internal:5432/synapse"
     assert "hunter2" not in cli("config", "list").out
     assert "hunter2" not in cli("config", "list", "--json").out
+
+
+def test_info_says_hugging_face_needs_transformers(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else real(name, *a))
+    assert "Hugging Face (Local)   not installed (pip install transformers torch)" in cli("info").out
+    hf = next(p for p in json.loads(cli("info", "--json").out)["providers"] if p["id"] == "hf")
+    assert hf["configured"] is False
