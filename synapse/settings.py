@@ -17,7 +17,7 @@ import stat
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +165,7 @@ class Settings(Mapping[str, Any]):
     """One read of the settings: file values merged over defaults, env filling the gaps."""
 
     path: Path
-    file_values: Mapping[str, Any]
+    file_values: Mapping[str, Any] = field(repr=False)  # holds keys: never in a repr
 
     def __getitem__(self, key: str) -> Any:
         value = self.file_values.get(key)

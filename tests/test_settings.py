@@ -184,3 +184,16 @@ def test_masked_view_hides_every_secret(synapse_env: Path, monkeypatch: pytest.M
     assert secret not in dumped and "or-key-123456789012" not in dumped and "deepseek-env-secret" not in dumped
     assert "sk-ant-…zz99" in dumped and "…9012" in dumped and "…4444" in dumped
     assert '"model": "claude-x"' in dumped
+
+
+def test_reprs_never_show_keys(synapse_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synapse.providers.catalog import get
+
+    secret = "sk-ant-api03-REPRSECRET-000000"
+    s = settings.update({"anthropic_key": secret})
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAREPRSECRET00000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-repr-secret-value")
+    assert "REPRSECRET" not in repr(s)
+    assert "REPRSECRET" not in repr(get("anthropic").configure(s))
+    bedrock = repr(get("bedrock").configure(s))
+    assert "REPRSECRET" not in bedrock and "aws-repr-secret" not in bedrock

@@ -33,7 +33,7 @@ class CardField:
 class ProviderConfig:
     """A provider's resolved settings: what an adapter needs, nothing else. Hashable."""
 
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)  # never in a repr, log line or traceback
     base_url: str = ""
     region: str = ""
     control_url: str = ""
@@ -41,7 +41,7 @@ class ProviderConfig:
     models: tuple[str, ...] = ()
     embed_models: tuple[str, ...] = ()
     #: SigV4 credentials for Bedrock (access key, secret, session token), from the environment.
-    aws_credentials: tuple[str, str, str] | None = None
+    aws_credentials: tuple[str, str, str] | None = field(default=None, repr=False)
     timeout: float = 120.0
     max_retries: int = 2
 
