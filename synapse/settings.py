@@ -34,6 +34,7 @@ __all__ = [
     "settings_path",
     "shown",
     "update",
+    "write_private",
 ]
 
 DEFAULTS: dict[str, Any] = {
@@ -281,15 +282,20 @@ def update(changes: Mapping[str, Any], path: Path | None = None) -> Settings:
                     current.pop(key, None)
                 else:
                     current[key] = value
-            _write_atomic(path, json.dumps(current, indent=2, ensure_ascii=False) + "\n")
+            write_private(path, json.dumps(current, indent=2, ensure_ascii=False) + "\n")
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
     _cache.pop(path, None)
     return load(path)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".settings.", suffix=".tmp", dir=path.parent)
+def write_private(path: Path, text: str) -> None:
+    """Replace `path` with `text` atomically (temp file, fsync, rename), mode 0600.
+
+    Readers see the old file or the new one, never half of either. Used for every file
+    that holds secrets: settings.json and the web app's users file.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -20,8 +20,6 @@ import ipaddress
 import json
 import os
 import secrets
-import stat
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -147,22 +145,10 @@ class UserStore:
         return check_password(password, stored)
 
     def _write(self, users: dict[str, dict[str, object]]) -> None:
+        from ..settings import write_private
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".users.", suffix=".tmp", dir=self.path.parent)
-        try:
-            os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"users": users}, fh, indent=2)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        write_private(self.path, json.dumps({"users": users}, indent=2) + "\n")
 
 
 _DUMMY_HASH = hash_password("not-a-real-password", salt=b"\0" * 16)

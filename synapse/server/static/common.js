@@ -54,5 +54,15 @@ window.Synapse = (function () {
     b.hidden = !message;
   }
 
+  // The signed-in account and its "Log out" button, on pages that have them.
+  const user = document.querySelector('meta[name="user"]').content;
+  if (user && $("#account")) {
+    $("#account").hidden = false;
+    $("#account-name").textContent = user;
+    $("#logout").addEventListener("click", async () => {
+      try { await api("POST", "/api/logout"); } finally { location.href = "/login"; }
+    });
+  }
+
   return { $, el, api, showBanner };
 })();

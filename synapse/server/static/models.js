@@ -326,17 +326,6 @@
     } catch (e) { msg.className = "form-msg error-text"; msg.textContent = e.message; }
   });
 
-  // --- account -----------------------------------------------------------------------
-
-  const user = document.querySelector('meta[name="user"]').content;
-  if (user) {
-    $("#account").hidden = false;
-    $("#account-name").textContent = user;
-    $("#logout").addEventListener("click", async () => {
-      try { await api("POST", "/api/logout"); } finally { location.href = "/login"; }
-    });
-  }
-
   refresh();
   loadGeneral();
 })();

@@ -394,17 +394,6 @@
     load(p);
   });
 
-  // --- account -----------------------------------------------------------------------
-
-  const user = document.querySelector('meta[name="user"]').content;
-  if (user) {
-    $("#account").hidden = false;
-    $("#account-name").textContent = user;
-    $("#logout").addEventListener("click", async () => {
-      try { await api("POST", "/api/logout"); } finally { location.href = "/login"; }
-    });
-  }
-
   const initial = periodFromUrl();
   syncControls(initial);
   load(initial);
