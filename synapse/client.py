@@ -27,6 +27,7 @@ from .caching import cache_mode, plan_prompt_cache
 from .errors import ConnectionFailedError, NotFoundError, ProviderError, SynapseError, UnknownModelError
 from .providers import adapter_for
 from .providers.routing import KNOWN_PREFIXES, Route, resolve
+from .embed_mode import EmbedMode, check_mode, prefixed
 from .coerce import MessagesInput, SystemInput, ToolsInput, build_request, coerce_messages, coerce_tools
 from .types import (
     ReasoningDelta,
@@ -392,20 +393,26 @@ async def aembed(
     *,
     settings: Mapping[str, Any] | None = None,
     context: CallContext | None = None,
+    mode: EmbedMode | None = None,
 ) -> list[list[float]]:
-    """Embed texts. With no model (and `embedding_model` empty) the bundled local model is used."""
+    """Embed texts. With no model (and `embedding_model` empty) the bundled local model is used.
+
+    `mode`: "query" for search queries, "document" for what is searched, in the form the
+    model expects (prefixes, Gemini task types: see synapse/embed_mode.py); None as before.
+    """
+    mode = check_mode(mode)
     cfg = settings if settings is not None else settings_mod.load()
     items = [texts] if isinstance(texts, str) else list(texts)
     name = (model or "").strip() or str(cfg.get("embedding_model") or "").strip()
     if not name or name == "local":
         from .embeddings_local import embed_local
 
-        return await embed_local(items)
+        return await embed_local(items, query=mode == "query")
     route = resolve(name, cfg, "embed")
     adapter = adapter_for(route.spec, cfg)
     call = _Call(route, cfg, context, stream=False, kind="embed")
     try:
-        vectors = await adapter.embed(route.upstream_model, items)
+        vectors = await adapter.embed(route.upstream_model, prefixed(route.upstream_model, items, mode), mode=mode)
     except ProviderError as err:
         raise call.failed(err) from None
     call.record()

@@ -59,6 +59,7 @@ from ..types import (
 )
 from . import transport
 from .base import Adapter, looks_like_context_overflow, merge_extra, redact
+from ..embed_mode import EmbedMode
 from .catalog import ProviderConfig, ProviderSpec
 
 __all__ = ["AnthropicAdapter", "build", "decode_message", "encode_request", "map_usage"]
@@ -511,7 +512,7 @@ class AnthropicAdapter(Adapter):
             raise self.protocol_error("the model list is not {data: [...]}") from None
         return page, bool(data.get("has_more")), data.get("last_id")
 
-    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> list[list[float]]:
         raise BadRequestError(
             f"{self.spec.label} offers no embedding models (Anthropic points to Voyage AI): "
             "pick another provider's embedding model or leave embedding_model empty for the local one",

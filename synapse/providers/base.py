@@ -20,6 +20,7 @@ from ..errors import (
     UpstreamUnavailableError,
 )
 from ..types import ModelInfo, Request, Response, StreamEvent
+from ..embed_mode import EmbedMode
 from .catalog import ProviderConfig, ProviderSpec
 from .transport import loads, parse_retry_after
 
@@ -83,7 +84,9 @@ class Adapter(abc.ABC):
         """A cheap check that the key (or base URL) works; returns the models on success."""
         return await self.list_models()
 
-    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> list[list[float]]:
+        """Vectors for `texts`. `mode` ("query" / "document") sets the provider's own task field,
+        where it has one; text prefixes were already applied by the client."""
         raise BadRequestError(f"{self.spec.label} offers no embedding models", provider=self.spec.id)
 
     # --- helpers -----------------------------------------------------------------

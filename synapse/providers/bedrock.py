@@ -54,6 +54,7 @@ from ..types import (
     Usage,
 )
 from .base import Adapter, looks_like_context_overflow, merge_extra, redact
+from ..embed_mode import EmbedMode
 from .catalog import ProviderConfig, ProviderSpec
 from .eventstream import EventStreamDecoder, EventStreamError, EventStreamMessage
 from .transport import iter_chunks, open_stream, parse_retry_after, request
@@ -651,10 +652,11 @@ class BedrockAdapter(Adapter):
 
     # --- embeddings ----------------------------------------------------------------------------
 
-    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> list[list[float]]:
         url = self._runtime_url(model, "invoke")
         if "cohere.embed" in model:
-            data = await self._invoke(url, {"texts": texts, "input_type": "search_document"})
+            input_type = "search_query" if mode == "query" else "search_document"
+            data = await self._invoke(url, {"texts": texts, "input_type": input_type})
             vectors = data.get("embeddings")
             if isinstance(vectors, dict):
                 vectors = vectors.get("float")

@@ -53,6 +53,7 @@ from ..types import (
     Usage,
 )
 from .base import Adapter, merge_extra, redact
+from ..embed_mode import EmbedMode
 from .catalog import ProviderConfig, ProviderSpec
 from .transport import iter_sse, open_stream, parse_retry_after, request
 
@@ -63,6 +64,8 @@ API_VERSION = "v1beta"
 DUMMY_THOUGHT_SIGNATURE = "c2tpcF90aG91Z2h0X3NpZ25hdHVyZV92YWxpZGF0b3I="
 #: batchEmbedContents takes at most 100 requests per call.
 EMBED_BATCH = 100
+#: `aembed` mode -> the embedding request's taskType (reference §4.6).
+_TASK_TYPES = {"query": "RETRIEVAL_QUERY", "document": "RETRIEVAL_DOCUMENT"}
 MAX_MODEL_PAGES = 100
 
 _FILTER_REASONS = frozenset(
@@ -605,18 +608,20 @@ class GeminiAdapter(Adapter):
         models, _ = await self._models_page(None)
         return models
 
-    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> list[list[float]]:
         if not texts:
             return []
         name = model[len("models/"):] if model.startswith("models/") else model
         url = self._model_url(name, "batchEmbedContents")
         batches = [texts[i : i + EMBED_BATCH] for i in range(0, len(texts), EMBED_BATCH)]
-        results = await asyncio.gather(*(self._embed_batch(url, name, b) for b in batches))
+        task = _TASK_TYPES.get(mode) if mode else None
+        results = await asyncio.gather(*(self._embed_batch(url, name, b, task) for b in batches))
         return [v for batch in results for v in batch]
 
-    async def _embed_batch(self, url: str, name: str, texts: list[str]) -> list[list[float]]:
+    async def _embed_batch(self, url: str, name: str, texts: list[str], task: str | None) -> list[list[float]]:
+        extra = {"taskType": task} if task else {}
         body = orjson.dumps(
-            {"requests": [{"model": f"models/{name}", "content": {"parts": [{"text": t}]}} for t in texts]}
+            {"requests": [{"model": f"models/{name}", "content": {"parts": [{"text": t}]}, **extra} for t in texts]}
         )
         result = await request(self, "POST", url, headers=self.headers, body=body)
         try:

@@ -27,6 +27,7 @@ from ..types import (
     Usage,
 )
 from .base import Adapter
+from ..embed_mode import EmbedMode
 from .catalog import ProviderConfig, ProviderSpec
 
 __all__ = ["HuggingFaceAdapter", "INSTALL_HINT", "build"]
@@ -136,7 +137,7 @@ class HuggingFaceAdapter(Adapter):
         _require_transformers()
         return []
 
-    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> list[list[float]]:
         _require_transformers()
         raise BadRequestError(
             "Hugging Face local embedding models are not supported yet: leave embedding_model empty for the "

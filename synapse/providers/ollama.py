@@ -46,6 +46,7 @@ from ..types import (
 )
 from . import transport
 from .base import Adapter, looks_like_context_overflow, merge_extra, redact
+from ..embed_mode import EmbedMode
 from .catalog import ProviderConfig, ProviderSpec
 from .routing import resolve
 from .transport import dumps, loads
@@ -309,7 +310,7 @@ class OllamaAdapter(Adapter):
     async def verify(self) -> list[ModelInfo]:
         return await self.list_models()
 
-    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> list[list[float]]:
         body = dumps({"model": model, "input": texts})
         result = await self._send("POST", self._embed_url, body)
         data = self._json(result.body)

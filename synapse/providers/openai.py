@@ -54,6 +54,7 @@ from ..types import (
     Usage,
 )
 from .base import Adapter, looks_like_context_overflow, merge_extra, redact
+from ..embed_mode import EmbedMode
 from .catalog import ProviderConfig, ProviderSpec
 from .routing import resolve
 from .transport import dumps, iter_sse, loads, open_stream, parse_retry_after, request
@@ -348,7 +349,7 @@ class OpenAIAdapter(Adapter):
 
     # --- embeddings ---------------------------------------------------------------------------
 
-    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> list[list[float]]:
         if self._deepseek:
             raise BadRequestError(
                 "DeepSeek offers no embedding models: pick another embedding model "
