@@ -75,6 +75,9 @@ class CallContext:
     max_total_cost_usd: float | None = None
     #: USD recorded for calls made with this context (kept by the usage ledger).
     spent_usd: float = 0.0
+    #: The usage ledger's `kind` for chat calls made with this context, e.g. "memory" for
+    #: memory extraction; None: "chat". Embedding calls stay "embed".
+    kind: str | None = None
 
 
 @dataclass(slots=True)

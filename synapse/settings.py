@@ -75,6 +75,11 @@ DEFAULTS: dict[str, Any] = {
     "database_url": "",
     "response_cache_ttl": 3600,
     "response_cache_similarity": 0.95,
+    # Long-term memory (synapse/memory).
+    "memory_model": "",  # the extraction call's model; empty: the agent's own model
+    "memory_auto_extract": True,  # extract memories after each turn of an agent with memory on
+    "memory_top_k": 5,  # memories recalled before a turn
+    "memory_min_similarity": "",  # empty: the embedding model's calibrated threshold (recall.py)
 }
 
 #: Setting -> environment variables that fill it when the file leaves it empty.

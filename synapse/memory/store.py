@@ -1,0 +1,459 @@
+"""The memory store: memories of each agent scope, their vectors, and every change to them.
+
+Writes embed first (through `client.aembed`, outside any transaction), then change the
+database in one short transaction that starts by bumping the scope's version (see
+vectors.py) and records the change in `memory_history` with the text before and after.
+
+Deleting comes in two strengths:
+
+* `delete(..., hard=False)`: what a model does (extraction, the `forget` tool). The
+  memory and its vectors go, the history keeps its text, and `restore` brings it back.
+* `delete(..., hard=True)` and `forget_all`: what a person does. The memory, its vectors
+  and its whole history go, and the freed bytes are overwritten (sql.py), so the text is
+  gone from the database file, not just hidden.
+
+An embedding model that fails does not lose a memory: it is stored without a vector
+(keyword search still finds it) and `synapse memory reembed` fills the gap.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SynapseError
+from . import sql
+from .embedding import embed_documents, model_key
+from .records import SHARED, HistoryEntry, Memory, MemoryStoreError, MemoryNotFound, check_text
+from .vectors import cache, pack
+
+if TYPE_CHECKING:
+    import numpy as np
+    import sqlalchemy as sa
+
+    from ..client import CallContext
+
+__all__ = ["MemoryStore", "check_agent"]
+
+log = logging.getLogger("synapse.memory")
+
+#: Where a memory came from (memories.source) and who changed it (memory_history.actor).
+SOURCES = frozenset({"manual", "remember", "extract", "import", "restore", "memory_tool"})
+
+
+def check_agent(agent: object) -> str:
+    """An agent scope: an agent id, or "*" (shared by every agent)."""
+    if not isinstance(agent, str) or not agent.strip():
+        raise MemoryStoreError("name an agent (its id or name), or '*' for the memories every agent shares")
+    agent = agent.strip()
+    if len(agent) > 64:
+        raise MemoryStoreError(f"an agent scope is at most 64 characters, not {len(agent)}")
+    return agent
+
+
+class MemoryStore:
+    """Memories in the database of `settings` (default: the current settings)."""
+
+    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        if settings is None:
+            from .. import settings as settings_mod
+
+            settings = settings_mod.load()
+        self.settings = settings
+
+    @property
+    def engine(self) -> "sa.Engine":
+        from .. import storage
+
+        return storage.engine(settings=self.settings)
+
+    @property
+    def url(self) -> str:
+        from .. import storage
+
+        return storage.database_url(self.settings)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def get(self, memory_id: int, *, agent: str | None = None) -> Memory:
+        """One memory (with the models it is embedded in); `agent` checks it belongs there."""
+        got = self.get_many([memory_id], with_models=True)
+        memory = got.get(int(memory_id))
+        if memory is None or (agent is not None and memory.agent != agent):
+            where = f" of agent {agent!r}" if agent is not None else ""
+            raise MemoryNotFound(f"no memory {memory_id}{where}: `synapse memory list` shows the ids")
+        return memory
+
+    def get_many(self, ids: Iterable[int], *, with_models: bool = False) -> dict[int, Memory]:
+        import sqlalchemy as sa
+
+        from ..storage.tables import memories as t, memory_vectors as v
+
+        wanted = sorted({int(i) for i in ids})
+        if not wanted:
+            return {}
+        with self.engine.connect() as conn:
+            out = {r.id: _memory(r) for r in conn.execute(sa.select(t).where(t.c.id.in_(wanted)))}
+            if with_models and out:
+                for mid, model in conn.execute(sa.select(v.c.memory_id, v.c.model).where(v.c.memory_id.in_(list(out)))):
+                    out[mid].embedded_with.append(model)
+        return out
+
+    def memories(self, agent: str, *, include_shared: bool = False, limit: int = 100, offset: int = 0) -> list[Memory]:
+        """The scope's memories, most recently changed first."""
+        import sqlalchemy as sa
+
+        from ..storage.tables import memories as t
+
+        scopes = _scopes(check_agent(agent), include_shared)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t).where(t.c.agent.in_(scopes)).order_by(t.c.updated_at.desc(), t.c.id.desc())
+                .limit(max(0, int(limit))).offset(max(0, int(offset)))
+            )
+            return [_memory(r) for r in rows]
+
+    def count(self, agent: str | None = None) -> int:
+        import sqlalchemy as sa
+
+        from ..storage.tables import memories as t
+
+        query = sa.select(sa.func.count()).select_from(t)
+        if agent is not None:
+            query = query.where(t.c.agent == agent)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def scopes(self) -> list[dict[str, Any]]:
+        """Every agent scope that has memories, with how many."""
+        import sqlalchemy as sa
+
+        from ..storage.tables import memories as t
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.c.agent, sa.func.count()).group_by(t.c.agent).order_by(t.c.agent))
+            return [{"agent": a, "count": int(n)} for a, n in rows]
+
+    def history(self, *, memory_id: int | None = None, agent: str | None = None, limit: int = 100) -> list[HistoryEntry]:
+        """Changes, newest first: of one memory, or of one scope."""
+        import sqlalchemy as sa
+
+        from ..storage.tables import memory_history as h
+
+        query = sa.select(h).order_by(h.c.id.desc()).limit(max(0, int(limit)))
+        if memory_id is not None:
+            query = query.where(h.c.memory_id == int(memory_id))
+        if agent is not None:
+            query = query.where(h.c.agent == agent)
+        with self.engine.connect() as conn:
+            return [HistoryEntry(**dict(r._mapping)) for r in conn.execute(query)]
+
+    # --- writing ------------------------------------------------------------------------------
+
+    async def add(
+        self,
+        agent: str,
+        text: str,
+        *,
+        source: str = "manual",
+        session_id: str | None = None,
+        turn: int | None = None,
+        context: "CallContext | None" = None,
+    ) -> Memory:
+        """Store one memory. The same text already in the scope is returned, not stored twice."""
+        added = await self.add_many(agent, [text], source=source, session_id=session_id, turn=turn, context=context)
+        return added[0]
+
+    async def add_many(
+        self,
+        agent: str,
+        texts: Sequence[str],
+        *,
+        source: str = "manual",
+        session_id: str | None = None,
+        turn: int | None = None,
+        context: "CallContext | None" = None,
+    ) -> list[Memory]:
+        """Store several memories with one embedding call; one Memory per text, in order
+        (an existing one for a text the scope already holds)."""
+        stored = await self.insert(agent, texts, source=source, session_id=session_id, turn=turn, context=context)
+        return [memory for memory, _ in stored]
+
+    async def insert(
+        self,
+        agent: str,
+        texts: Sequence[str],
+        *,
+        source: str = "manual",
+        session_id: str | None = None,
+        turn: int | None = None,
+        context: "CallContext | None" = None,
+    ) -> list[tuple[Memory, bool]]:
+        """`add_many`, with whether each memory was stored now (False: the scope had it)."""
+        agent = check_agent(agent)
+        _check_source(source)
+        clean = [check_text(t) for t in texts]
+        existing = self._find_texts(agent, clean)
+        had = set(existing)
+        fresh: dict[str, str] = {}  # normalised -> text, each new text once
+        for text in clean:
+            if _norm(text) not in existing:
+                fresh.setdefault(_norm(text), text)
+        key, vectors = await self._embed(list(fresh.values()), context)
+        now = time.time()
+        puts: list[tuple[int, str, "np.ndarray"]] = []
+        import sqlalchemy as sa
+
+        from ..storage.tables import memories as t
+
+        with self.engine.begin() as conn:
+            version = sql.bump_version(conn, agent)
+            for i, text in enumerate(fresh.values()):
+                mid = int(conn.execute(sa.insert(t).values(
+                    agent=agent, text=text, source=source, session_id=session_id, turn=turn,
+                    created_at=now, updated_at=now, recall_count=0,
+                ).returning(t.c.id)).scalar_one())
+                _log(conn, mid, agent, "add", None, text, source, session_id, now)
+                if vectors:
+                    _put_vector(conn, mid, key, vectors[i])
+                    puts.append((mid, key, vectors[i]))
+                existing[_norm(text)] = mid
+        cache.changed(self.url, agent, version, puts=puts)
+        by_id = self.get_many(existing.values(), with_models=True)
+        out: list[tuple[Memory, bool]] = []
+        reported: set[str] = set()
+        for text in clean:
+            norm = _norm(text)
+            out.append((by_id[existing[norm]], norm not in had and norm not in reported))
+            reported.add(norm)
+        return out
+
+    async def update(
+        self,
+        memory_id: int,
+        text: str,
+        *,
+        actor: str = "manual",
+        agent: str | None = None,
+        session_id: str | None = None,
+        context: "CallContext | None" = None,
+    ) -> Memory:
+        """Replace a memory's text; the old text stays in its history."""
+        return await self._replace(memory_id, check_text(text), "update", actor, agent, session_id, context)
+
+    async def _replace(self, memory_id: int, text: str, op: str, actor: str, agent: str | None,
+                       session_id: str | None, context: "CallContext | None") -> Memory:
+        import sqlalchemy as sa
+
+        from ..storage.tables import memories as t, memory_vectors as v
+
+        old = self.get(memory_id, agent=agent)
+        if old.text == text:
+            return old
+        key, vectors = await self._embed([text], context)
+        now = time.time()
+        with self.engine.begin() as conn:
+            version = sql.bump_version(conn, old.agent)
+            current = conn.execute(sa.select(t.c.text).where(t.c.id == old.id)).scalar()
+            if current is None:
+                raise MemoryNotFound(f"memory {old.id} was deleted meanwhile")
+            conn.execute(sa.update(t).where(t.c.id == old.id).values(text=text, updated_at=now))
+            conn.execute(sa.delete(v).where(v.c.memory_id == old.id))
+            _log(conn, old.id, old.agent, op, current, text, actor, session_id, now)
+            if vectors:
+                _put_vector(conn, old.id, key, vectors[0])
+        cache.changed(self.url, old.agent, version, puts=[(old.id, key, vectors[0])] if vectors else [],
+                      drops=[old.id])
+        return self.get(old.id)
+
+    async def delete(
+        self,
+        memory_id: int,
+        *,
+        hard: bool = True,
+        actor: str = "manual",
+        agent: str | None = None,
+        session_id: str | None = None,
+    ) -> Memory:
+        """Delete a memory. `hard` (a person's delete): its history goes too and the bytes
+        are overwritten. Not hard (a model's delete): the history keeps the text to restore."""
+        import sqlalchemy as sa
+
+        from ..storage.tables import memories as t, memory_history as h, memory_vectors as v
+
+        old = self.get(memory_id, agent=agent)
+        now = time.time()
+        with self.engine.begin() as conn:
+            version = sql.bump_version(conn, old.agent)
+            if hard:
+                sql.secure_delete(conn)
+            current = conn.execute(sa.select(t.c.text).where(t.c.id == old.id)).scalar()
+            conn.execute(sa.delete(v).where(v.c.memory_id == old.id))
+            conn.execute(sa.delete(t).where(t.c.id == old.id))
+            if hard:
+                conn.execute(sa.delete(h).where(h.c.memory_id == old.id))
+                sql.scrub_after_delete(conn)
+            elif current is not None:
+                _log(conn, old.id, old.agent, "delete", current, None, actor, session_id, now)
+        cache.changed(self.url, old.agent, version, drops=[old.id])
+        if hard:
+            sql.checkpoint(self.engine)
+        return old
+
+    def forget_all(self, agent: str) -> int:
+        """Hard-delete every memory of the scope and its whole history; how many went."""
+        import sqlalchemy as sa
+
+        from ..storage.tables import memories as t, memory_history as h, memory_vectors as v
+
+        agent = check_agent(agent)
+        with self.engine.begin() as conn:
+            version = sql.bump_version(conn, agent)
+            sql.secure_delete(conn)
+            ids = sa.select(t.c.id).where(t.c.agent == agent).scalar_subquery()
+            conn.execute(sa.delete(v).where(v.c.memory_id.in_(ids)))
+            gone = conn.execute(sa.delete(t).where(t.c.agent == agent)).rowcount
+            conn.execute(sa.delete(h).where(h.c.agent == agent))
+            sql.scrub_after_delete(conn)
+        cache.invalidate(self.url, agent)
+        sql.checkpoint(self.engine)
+        return int(gone or 0)
+
+    async def restore(self, history_id: int, *, actor: str = "manual", context: "CallContext | None" = None) -> Memory:
+        """Bring back the text a change replaced or deleted (under the same id)."""
+        import sqlalchemy as sa
+
+        from ..storage.tables import memories as t, memory_history as h
+
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(h).where(h.c.id == int(history_id))).first()
+        if row is None:
+            raise MemoryStoreError(f"no history entry {history_id}: `synapse memory history` lists them")
+        entry = HistoryEntry(**dict(row._mapping))
+        if entry.old_text is None:
+            raise MemoryStoreError(f"history entry {history_id} added the memory: there is no earlier text to restore")
+        if self.get_many([entry.memory_id]):
+            return await self._replace(entry.memory_id, entry.old_text, "restore", actor, None, None, context)
+        key, vectors = await self._embed([entry.old_text], context)
+        now = time.time()
+        with self.engine.begin() as conn:
+            version = sql.bump_version(conn, entry.agent)
+            conn.execute(sa.insert(t).values(
+                id=entry.memory_id, agent=entry.agent, text=entry.old_text, source="restore",
+                session_id=entry.session_id, created_at=now, updated_at=now, recall_count=0,
+            ))
+            _log(conn, entry.memory_id, entry.agent, "restore", None, entry.old_text, actor, None, now)
+            if vectors:
+                _put_vector(conn, entry.memory_id, key, vectors[0])
+        cache.changed(self.url, entry.agent, version,
+                      puts=[(entry.memory_id, key, vectors[0])] if vectors else [])
+        return self.get(entry.memory_id)
+
+    def mark_recalled(self, ids: Sequence[int]) -> None:
+        """Count a recall (before a turn) for these memories. Vectors are untouched, so the
+        scope's version is too."""
+        if not ids:
+            return
+        import sqlalchemy as sa
+
+        from ..storage.tables import memories as t
+
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(t).where(t.c.id.in_([int(i) for i in ids])).values(
+                last_recalled_at=time.time(), recall_count=t.c.recall_count + 1))
+
+    # --- export / import ------------------------------------------------------------------------
+
+    def export(self, agent: str) -> list[dict[str, Any]]:
+        """The scope's memories as plain JSON-able dicts (no vectors: any model re-embeds them)."""
+        out = []
+        for m in reversed(self.memories(agent, limit=10**9)):
+            d = m.as_dict()
+            d.pop("embedded_with", None)
+            out.append(d)
+        return out
+
+    async def import_(self, agent: str, items: Iterable[Any], context: "CallContext | None" = None) -> tuple[int, int]:
+        """Add memories from `export` dicts or plain strings; (added, already there)."""
+        texts: list[str] = []
+        for n, item in enumerate(items, 1):
+            text = item.get("text") if isinstance(item, Mapping) else item
+            if not isinstance(text, str) or not text.strip():
+                raise MemoryStoreError(f"item {n} has no text: give strings or objects with a \"text\" field")
+            texts.append(check_text(text))
+        before = self.count(check_agent(agent))
+        await self.add_many(agent, texts, source="import", context=context)
+        added = self.count(agent) - before
+        return added, len(texts) - added
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    async def _embed(self, texts: Sequence[str], context: "CallContext | None") -> tuple[str, list["np.ndarray"]]:
+        key = model_key(self.settings)
+        if not texts:
+            return key, []
+        try:
+            return key, await embed_documents(self.settings, texts, context)
+        except SynapseError as exc:  # keep the memory; keyword search finds it, reembed fills the vector
+            log.warning("memory stored without an embedding (%s): run `synapse memory reembed`", exc)
+            return key, []
+
+    def _find_texts(self, agent: str, texts: Sequence[str]) -> dict[str, int]:
+        """normalised text -> id of the scope's memories with one of these texts."""
+        import sqlalchemy as sa
+
+        from ..storage.tables import memories as t
+
+        wanted = {_norm(x) for x in texts}
+        found: dict[str, int] = {}
+        if not wanted:
+            return found
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.c.id, t.c.text).where(
+                t.c.agent == agent, sa.func.lower(t.c.text).in_([x.lower() for x in texts])))
+            for mid, text in rows:
+                if _norm(text) in wanted:
+                    found.setdefault(_norm(text), int(mid))
+        return found
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _scopes(agent: str, include_shared: bool) -> list[str]:
+    return [agent, SHARED] if include_shared and agent != SHARED else [agent]
+
+
+def _check_source(source: str) -> None:
+    if source not in SOURCES:
+        raise MemoryStoreError(f"unknown memory source {source!r}: one of {', '.join(sorted(SOURCES))}")
+
+
+def _memory(row: Any) -> Memory:
+    return Memory(
+        id=int(row.id), agent=row.agent, text=row.text, source=row.source, session_id=row.session_id,
+        turn=row.turn, created_at=float(row.created_at), updated_at=float(row.updated_at),
+        last_recalled_at=row.last_recalled_at, recall_count=int(row.recall_count or 0),
+    )
+
+
+def _put_vector(conn: "sa.Connection", memory_id: int, model: str, vector: "np.ndarray") -> None:
+    import sqlalchemy as sa
+
+    from ..storage.tables import memory_vectors as v
+
+    conn.execute(sa.delete(v).where(v.c.memory_id == memory_id, v.c.model == model))
+    conn.execute(sa.insert(v).values(memory_id=memory_id, model=model, dim=int(vector.shape[0]), vector=pack(vector)))
+
+
+def _log(conn: "sa.Connection", memory_id: int, agent: str, op: str, old: str | None, new: str | None,
+         actor: str, session_id: str | None, now: float) -> None:
+    import sqlalchemy as sa
+
+    from ..storage.tables import memory_history as h
+
+    conn.execute(sa.insert(h).values(memory_id=memory_id, agent=agent, op=op, old_text=old, new_text=new,
+                                     actor=actor, session_id=session_id, created_at=now))
