@@ -212,7 +212,8 @@ class MemoryStore:
             version = sql.bump_version(conn, agent)
             for i, text in enumerate(fresh.values()):
                 mid = int(conn.execute(sa.insert(t).values(
-                    agent=agent, text=text, source=source, session_id=session_id, turn=turn,
+                    agent=agent, text=text, fingerprint=fingerprint(text), source=source, session_id=session_id,
+                    turn=turn,
                     created_at=now, updated_at=now, recall_count=0,
                 ).returning(t.c.id)).scalar_one())
                 _log(conn, mid, agent, "add", None, text, source, session_id, now)
@@ -259,7 +260,8 @@ class MemoryStore:
             current = conn.execute(sa.select(t.c.text).where(t.c.id == old.id)).scalar()
             if current is None:
                 raise MemoryNotFound(f"memory {old.id} was deleted meanwhile")
-            conn.execute(sa.update(t).where(t.c.id == old.id).values(text=text, updated_at=now))
+            conn.execute(sa.update(t).where(t.c.id == old.id).values(text=text, fingerprint=fingerprint(text),
+                                                                     updated_at=now))
             conn.execute(sa.delete(v).where(v.c.memory_id == old.id))
             _log(conn, old.id, old.agent, op, current, text, actor, session_id, now)
             if vectors:
@@ -341,7 +343,8 @@ class MemoryStore:
         with self.engine.begin() as conn:
             version = sql.bump_version(conn, entry.agent)
             conn.execute(sa.insert(t).values(
-                id=entry.memory_id, agent=entry.agent, text=entry.old_text, source="restore",
+                id=entry.memory_id, agent=entry.agent, text=entry.old_text, fingerprint=fingerprint(entry.old_text),
+                source="restore",
                 session_id=entry.session_id, created_at=now, updated_at=now, recall_count=0,
             ))
             _log(conn, entry.memory_id, entry.agent, "restore", None, entry.old_text, actor, None, now)
@@ -406,21 +409,27 @@ class MemoryStore:
 
         from ..storage.tables import memories as t
 
-        wanted = {_norm(x) for x in texts}
-        found: dict[str, int] = {}
-        if not wanted:
-            return found
+        prints = {fingerprint(x): _norm(x) for x in texts}
+        if not prints:
+            return {}
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(t.c.id, t.c.text).where(
-                t.c.agent == agent, sa.func.lower(t.c.text).in_([x.lower() for x in texts])))
-            for mid, text in rows:
-                if _norm(text) in wanted:
-                    found.setdefault(_norm(text), int(mid))
+            rows = conn.execute(sa.select(t.c.id, t.c.fingerprint).where(
+                t.c.agent == agent, t.c.fingerprint.in_(list(prints))).order_by(t.c.id))
+            found: dict[str, int] = {}
+            for mid, fp in rows:
+                found.setdefault(prints[fp], int(mid))
         return found
 
 
 def _norm(text: str) -> str:
     return " ".join(text.lower().split())
+
+
+def fingerprint(text: str) -> str:
+    """What makes two memory texts the same: case and spacing aside."""
+    import hashlib
+
+    return hashlib.sha1(_norm(text).encode("utf-8")).hexdigest()
 
 
 def _scopes(agent: str, include_shared: bool) -> list[str]:

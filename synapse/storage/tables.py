@@ -50,6 +50,7 @@ memories = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("agent", sa.String(64), nullable=False),
     sa.Column("text", sa.Text, nullable=False),
+    sa.Column("fingerprint", sa.String(40), nullable=False),  # sha1 of the lower-cased, space-collapsed text: no duplicates
     sa.Column("source", sa.String(32), nullable=False, server_default="manual"),  # manual | remember | extract | import
     sa.Column("session_id", sa.String(64)),  # where it was learned (NULL: by hand)
     sa.Column("turn", sa.Integer),
@@ -58,6 +59,7 @@ memories = sa.Table(
     sa.Column("last_recalled_at", sa.Float),
     sa.Column("recall_count", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_memories_agent", "agent", "updated_at"),
+    sa.Index("ix_memories_fingerprint", "agent", "fingerprint"),
     sqlite_autoincrement=True,
 )
 

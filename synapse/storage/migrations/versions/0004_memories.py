@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("agent", sa.String(64), nullable=False),
         sa.Column("text", sa.Text, nullable=False),
+        sa.Column("fingerprint", sa.String(40), nullable=False),
         sa.Column("source", sa.String(32), nullable=False, server_default="manual"),
         sa.Column("session_id", sa.String(64)),
         sa.Column("turn", sa.Integer),
@@ -48,6 +49,7 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("ix_memories_agent", "memories", ["agent", "updated_at"])
+    op.create_index("ix_memories_fingerprint", "memories", ["agent", "fingerprint"])
     op.create_table(
         "memory_vectors",
         sa.Column("memory_id", sa.Integer, primary_key=True),
