@@ -281,7 +281,7 @@ async def extract(
     shown_ids = [h.memory.id for h in shown]
     try:
         response = await achat(name, _prompt(shown, user_message, assistant_reply), system=EXTRACTION_PROMPT,
-                               max_tokens=1024, temperature=0, context=ctx)
+                               max_tokens=1024, temperature=0, context=ctx, settings=settings)
     except SynapseError as exc:
         return _done(agent, Outcome("error", f"the extraction call failed: {exc}", shown=shown_ids, model=name))
     base = Outcome("nothing", "", shown=shown_ids, model=name, usage=response.usage)
