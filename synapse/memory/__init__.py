@@ -16,7 +16,20 @@ ledger, limits and retries apply as to any other call.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .records import SHARED, HistoryEntry, Hit, Memory, MemoryNotFound, MemoryStoreError
-from .store import MemoryStore
+
+if TYPE_CHECKING:
+    from .store import MemoryStore
 
 __all__ = ["SHARED", "HistoryEntry", "Hit", "Memory", "MemoryNotFound", "MemoryStore", "MemoryStoreError"]
+
+
+def __getattr__(name: str) -> Any:
+    # The store needs numpy and SQLAlchemy; `synapse --help` imports this package for its CLI.
+    if name == "MemoryStore":
+        from .store import MemoryStore
+
+        return MemoryStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from ..client import CallContext
 
-__all__ = ["MemoryStore", "check_agent"]
+__all__ = ["MemoryStore", "check_agent", "resolve_agent"]
 
 log = logging.getLogger("synapse.memory")
 
@@ -419,6 +419,25 @@ class MemoryStore:
             for mid, fp in rows:
                 found.setdefault(prints[fp], int(mid))
         return found
+
+
+def resolve_agent(ref: object, settings: Mapping[str, Any] | None = None) -> str:
+    """The scope a person means by `ref`: "*" (or --shared) for the shared scope; an agent's
+    id or name (case-insensitive) for its own, once agents are stored; until then the
+    name itself."""
+    ref = check_agent(ref)
+    if ref == SHARED:
+        return SHARED
+    try:
+        from ..agents.store import AgentStore  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:  # agents not installed yet: the name is the scope
+        return ref
+    agents = AgentStore(settings)
+    spec = agents.find(ref)
+    if spec is None:
+        known = ", ".join(a.name for a in agents.list()) or "none"
+        raise MemoryNotFound(f"no agent {ref!r} (known agents: {known}); '*' is the scope every agent shares")
+    return str(spec.id)
 
 
 def _norm(text: str) -> str:
