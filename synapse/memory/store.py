@@ -18,6 +18,7 @@ An embedding model that fails does not lose a memory: it is stored without a vec
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -195,26 +196,31 @@ class MemoryStore:
         agent = check_agent(agent)
         _check_source(source)
         clean = [check_text(t) for t in texts]
-        existing = self._find_texts(agent, clean)
-        had = set(existing)
+        existing = await asyncio.to_thread(self._find_texts, agent, clean)
         fresh: dict[str, str] = {}  # normalised -> text, each new text once
         for text in clean:
             if _norm(text) not in existing:
                 fresh.setdefault(_norm(text), text)
         key, vectors = await self._embed(list(fresh.values()), context)
-        now = time.time()
-        puts: list[tuple[int, str, "np.ndarray"]] = []
+        return await asyncio.to_thread(self._insert_rows, agent, clean, existing, list(fresh.values()), key, vectors,
+                                       source, session_id, turn)
+
+    def _insert_rows(self, agent: str, clean: list[str], existing: dict[str, int], fresh: list[str], key: str,
+                     vectors: list["np.ndarray"], source: str, session_id: str | None,
+                     turn: int | None) -> list[tuple[Memory, bool]]:
         import sqlalchemy as sa
 
         from ..storage.tables import memories as t
 
+        had = set(existing)
+        now = time.time()
+        puts: list[tuple[int, str, "np.ndarray"]] = []
         with self.engine.begin() as conn:
             version = sql.bump_version(conn, agent)
-            for i, text in enumerate(fresh.values()):
+            for i, text in enumerate(fresh):
                 mid = int(conn.execute(sa.insert(t).values(
                     agent=agent, text=text, fingerprint=fingerprint(text), source=source, session_id=session_id,
-                    turn=turn,
-                    created_at=now, updated_at=now, recall_count=0,
+                    turn=turn, created_at=now, updated_at=now, recall_count=0,
                 ).returning(t.c.id)).scalar_one())
                 _log(conn, mid, agent, "add", None, text, source, session_id, now)
                 if vectors:
@@ -246,14 +252,18 @@ class MemoryStore:
 
     async def _replace(self, memory_id: int, text: str, op: str, actor: str, agent: str | None,
                        session_id: str | None, context: "CallContext | None") -> Memory:
+        old = await asyncio.to_thread(self.get, memory_id, agent=agent)
+        if old.text == text:
+            return old
+        key, vectors = await self._embed([text], context)
+        return await asyncio.to_thread(self._replace_row, old, text, op, actor, session_id, key, vectors)
+
+    def _replace_row(self, old: Memory, text: str, op: str, actor: str, session_id: str | None, key: str,
+                     vectors: list["np.ndarray"]) -> Memory:
         import sqlalchemy as sa
 
         from ..storage.tables import memories as t, memory_vectors as v
 
-        old = self.get(memory_id, agent=agent)
-        if old.text == text:
-            return old
-        key, vectors = await self._embed([text], context)
         now = time.time()
         with self.engine.begin() as conn:
             version = sql.bump_version(conn, old.agent)
@@ -281,6 +291,9 @@ class MemoryStore:
     ) -> Memory:
         """Delete a memory. `hard` (a person's delete): its history goes too and the bytes
         are overwritten. Not hard (a model's delete): the history keeps the text to restore."""
+        return await asyncio.to_thread(self._delete_row, memory_id, hard, actor, agent, session_id)
+
+    def _delete_row(self, memory_id: int, hard: bool, actor: str, agent: str | None, session_id: str | None) -> Memory:
         import sqlalchemy as sa
 
         from ..storage.tables import memories as t, memory_history as h, memory_vectors as v
@@ -325,33 +338,42 @@ class MemoryStore:
 
     async def restore(self, history_id: int, *, actor: str = "manual", context: "CallContext | None" = None) -> Memory:
         """Bring back the text a change replaced or deleted (under the same id)."""
+        entry = await asyncio.to_thread(self.history_entry, history_id)
+        if entry.old_text is None:
+            raise MemoryStoreError(f"history entry {history_id} added the memory: there is no earlier text to restore")
+        if await asyncio.to_thread(self.get_many, [entry.memory_id]):
+            return await self._replace(entry.memory_id, entry.old_text, "restore", actor, None, None, context)
+        key, vectors = await self._embed([entry.old_text], context)
+        return await asyncio.to_thread(self._restore_row, entry, entry.old_text, actor, key, vectors)
+
+    def history_entry(self, history_id: int) -> HistoryEntry:
+        """One change by its id."""
         import sqlalchemy as sa
 
-        from ..storage.tables import memories as t, memory_history as h
+        from ..storage.tables import memory_history as h
 
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(h).where(h.c.id == int(history_id))).first()
         if row is None:
             raise MemoryStoreError(f"no history entry {history_id}: `synapse memory history` lists them")
-        entry = HistoryEntry(**dict(row._mapping))
-        if entry.old_text is None:
-            raise MemoryStoreError(f"history entry {history_id} added the memory: there is no earlier text to restore")
-        if self.get_many([entry.memory_id]):
-            return await self._replace(entry.memory_id, entry.old_text, "restore", actor, None, None, context)
-        key, vectors = await self._embed([entry.old_text], context)
+        return HistoryEntry(**dict(row._mapping))
+
+    def _restore_row(self, entry: HistoryEntry, text: str, actor: str, key: str, vectors: list["np.ndarray"]) -> Memory:
+        import sqlalchemy as sa
+
+        from ..storage.tables import memories as t
+
         now = time.time()
         with self.engine.begin() as conn:
             version = sql.bump_version(conn, entry.agent)
             conn.execute(sa.insert(t).values(
-                id=entry.memory_id, agent=entry.agent, text=entry.old_text, fingerprint=fingerprint(entry.old_text),
-                source="restore",
-                session_id=entry.session_id, created_at=now, updated_at=now, recall_count=0,
+                id=entry.memory_id, agent=entry.agent, text=text, fingerprint=fingerprint(text),
+                source="restore", session_id=entry.session_id, created_at=now, updated_at=now, recall_count=0,
             ))
-            _log(conn, entry.memory_id, entry.agent, "restore", None, entry.old_text, actor, None, now)
+            _log(conn, entry.memory_id, entry.agent, "restore", None, text, actor, None, now)
             if vectors:
                 _put_vector(conn, entry.memory_id, key, vectors[0])
-        cache.changed(self.url, entry.agent, version,
-                      puts=[(entry.memory_id, key, vectors[0])] if vectors else [])
+        cache.changed(self.url, entry.agent, version, puts=[(entry.memory_id, key, vectors[0])] if vectors else [])
         return self.get(entry.memory_id)
 
     def mark_recalled(self, ids: Sequence[int]) -> None:
@@ -386,9 +408,8 @@ class MemoryStore:
             if not isinstance(text, str) or not text.strip():
                 raise MemoryStoreError(f"item {n} has no text: give strings or objects with a \"text\" field")
             texts.append(check_text(text))
-        before = self.count(check_agent(agent))
-        await self.add_many(agent, texts, source="import", context=context)
-        added = self.count(agent) - before
+        stored = await self.insert(agent, texts, source="import", context=context)
+        added = sum(1 for _, new in stored if new)
         return added, len(texts) - added
 
     # --- internals ---------------------------------------------------------------------------------

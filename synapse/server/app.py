@@ -165,6 +165,9 @@ def create_app(
     from ..usage.api import router as usage_router
 
     app.include_router(usage_router)
+    from ..memory.api import router as memory_router
+
+    app.include_router(memory_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
