@@ -68,9 +68,12 @@ class ScopeMatrix:
         dim = max(dims, key=lambda d: sum(1 for _, b in pairs if len(b) // 4 == d))
         pairs = [(i, b) for i, b in pairs if len(b) // 4 == dim]  # one model, one size; skip strays
         m.dim, m.n = dim, len(pairs)
-        m.ids = np.fromiter((i for i, _ in pairs), dtype=np.int64, count=m.n)
-        m.matrix = np.frombuffer(b"".join(b for _, b in pairs), dtype="<f4").reshape(m.n, dim).astype(np.float32)
-        m.rows = {int(i): r for r, i in enumerate(m.ids)}
+        capacity = m.n + max(64, m.n // 8)  # room for the writes that follow without a copy
+        m.ids = np.zeros(capacity, dtype=np.int64)
+        m.ids[: m.n] = np.fromiter((i for i, _ in pairs), dtype=np.int64, count=m.n)
+        m.matrix = np.zeros((capacity, dim), dtype=np.float32)
+        m.matrix[: m.n] = np.frombuffer(b"".join(b for _, b in pairs), dtype="<f4").reshape(m.n, dim)
+        m.rows = {int(i): r for r, i in enumerate(m.ids[: m.n])}
         return m
 
     def put(self, memory_id: int, vector: np.ndarray) -> None:
@@ -83,8 +86,8 @@ class ScopeMatrix:
         if row is not None:
             self.matrix[row] = vector
             return
-        if self.n == self.matrix.shape[0]:  # grow by doubling: appends stay O(1) amortised
-            capacity = max(16, 2 * self.n)
+        if self.n == self.matrix.shape[0]:  # grow by half: appends stay O(1) amortised
+            capacity = max(64, self.n + self.n // 2)
             grown = np.zeros((capacity, self.dim), dtype=np.float32)
             grown[: self.n] = self.matrix[: self.n]
             ids = np.zeros(capacity, dtype=np.int64)

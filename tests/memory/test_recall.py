@@ -139,3 +139,16 @@ def test_scope_matrix_matches_brute_force_through_puts_and_drops() -> None:
     assert np.allclose([s for _, s in got], [s for _, s in want], atol=1e-5)
     assert m.n == len(live) and m.search(np.zeros(3, dtype=np.float32), 5) == []  # another size: no results
     cache.clear()
+
+
+async def test_words_in_most_memories_are_left_out_of_keyword_search(store: MemoryStore,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sql, "COMMON_MIN_DOCS", 10)
+    rare = await store.add("agent-a", "Weekly notes: the zeppelin museum trip is on Friday.")
+    await store.add_many("agent-a", [f"Weekly notes: item number {i} of the routine list." for i in range(30)])
+    with store.engine.connect() as conn:
+        assert sql.keyword_terms("weekly zeppelin notes") == ["weekly", "zeppelin", "notes"]
+        assert sql._without_common(conn, ["weekly", "zeppelin", "notes"]) == ["zeppelin"]
+        assert sql.keyword_search(conn, "weekly notes", ["agent-a"], 10) == []  # only common words: no ranking
+        assert [mid for mid, _ in sql.keyword_search(conn, "weekly zeppelin notes", ["agent-a"], 10)] == [rare.id]
+    assert sql.keyword_terms("What does the user like?") == ["like"]  # every extracted memory says "the user"
