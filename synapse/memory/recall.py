@@ -212,36 +212,38 @@ async def search(
     finally:
         if first is not None and not first.done():
             first.cancel()
-    keyword_ids = [mid for mid, _ in plan.keyword]
-    vector_hits, sims = await asyncio.to_thread(_vector_ranks, plan, queries, n, keyword_ids) if queries \
-        else ([], {})
     if threshold == "auto":
-        limits = {model: min_similarity(store.settings, model) for model in queries}
+        limits = [min_similarity(store.settings, model) for model in queries]
     else:
-        limits = {model: threshold for model in queries}
-    floor = min((x for x in limits.values() if x is not None), default=None)
+        limits = [threshold for _ in queries]
+    floor = min((x for x in limits if x is not None), default=None)
+    return await asyncio.to_thread(_rank, store, plan, queries, n, k, mode, floor, mark_recalled)
+
+
+def _rank(store: MemoryStore, plan: _Plan, queries: Mapping[str, "np.ndarray"], n: int, k: int, mode: SearchMode,
+          floor: float | None, mark_recalled: bool) -> list[Hit]:
+    """Both rankings fused, the threshold applied, the best `k` read (one thread hop)."""
+    vector_hits, sims = _vector_ranks(plan, queries, n, [mid for mid, _ in plan.keyword]) if queries else ([], {})
 
     def passes(mid: int) -> bool:
         sim = sims.get(mid)
         return floor is None or sim is None or sim >= floor
 
     fused: dict[int, float] = {}
-    if use_vectors:
-        for rank, (mid, _sim) in enumerate((h for h in vector_hits if passes(h[0])), 1):
-            fused[mid] = fused.get(mid, 0.0) + 1.0 / (RRF_K + rank)
+    for rank, (mid, _sim) in enumerate((h for h in vector_hits if passes(h[0])), 1):
+        fused[mid] = fused.get(mid, 0.0) + 1.0 / (RRF_K + rank)
     keyword_rank: dict[int, int] = {}
-    if use_words:
-        for rank, (mid, score) in enumerate(plan.keyword, 1):
-            keyword_rank[mid] = rank
-            if passes(mid):
-                fused[mid] = fused.get(mid, 0.0) + (score if mode == "keyword" else 1.0 / (RRF_K + rank))
+    for rank, (mid, score) in enumerate(plan.keyword, 1):
+        keyword_rank[mid] = rank
+        if passes(mid):
+            fused[mid] = fused.get(mid, 0.0) + (score if mode == "keyword" else 1.0 / (RRF_K + rank))
     if mode == "vector":
         fused = {mid: sims[mid] for mid in fused}
     best = sorted(fused.items(), key=lambda kv: (-kv[1], -kv[0]))[:k]
-    memories = await asyncio.to_thread(store.get_many, [mid for mid, _ in best])
+    memories = store.get_many([mid for mid, _ in best])
     hits = [Hit(memories[mid], score, sims.get(mid), keyword_rank.get(mid)) for mid, score in best if mid in memories]
     if mark_recalled and hits:
-        await asyncio.to_thread(store.mark_recalled, [h.memory.id for h in hits])
+        store.mark_recalled([h.memory.id for h in hits])
     return hits
 
 
