@@ -59,8 +59,8 @@ async def quality() -> dict[str, Any]:
     ids: dict[str, int] = {}
     for conv in data["conversations"]:
         turns = [t for s in conv["sessions"] for t in s["turns"]]
-        stored = await store.add_many(conv["id"], [t["text"] for t in turns])
-        ids.update({t["id"]: m.id for t, m in zip(turns, stored)})
+        stored = await store.insert(conv["id"], [t["text"] for t in turns])
+        ids.update({t["id"]: m.id for t, (m, _) in zip(turns, stored)})
     key = model_key(store.settings)
 
     async def passage_search(agent: str, question: str) -> list[int]:

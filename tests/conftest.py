@@ -131,6 +131,20 @@ def bedrock_fake() -> Iterator[Any]:
     yield from provider_fake(BedrockFake)
 
 
+@pytest.fixture(scope="module")
+def ollama_fake() -> Iterator[Any]:
+    from tests.fakes.ollama import OllamaFake
+
+    yield from provider_fake(OllamaFake)
+
+
+@pytest.fixture
+def ollama(ollama_fake: Any, configure: Callable[..., Any]) -> Any:
+    ollama_fake.reset()
+    configure(**ollama_fake.settings())
+    return ollama_fake
+
+
 @pytest.fixture
 def anthropic(anthropic_fake: Any, configure: Callable[..., Any]) -> Any:
     anthropic_fake.reset()

@@ -20,23 +20,11 @@ def gemini_server() -> Iterator[GeminiFake]:
     yield from provider_fake(GeminiFake)
 
 
-@pytest.fixture(scope="module")
-def ollama_server() -> Iterator[OllamaFake]:
-    yield from provider_fake(OllamaFake)
-
-
 @pytest.fixture
 def gem(gemini_server: GeminiFake, configure: Any) -> GeminiFake:
     gemini_server.reset()
     configure(**gemini_server.settings())
     return gemini_server
-
-
-@pytest.fixture
-def ollama(ollama_server: OllamaFake, configure: Any) -> OllamaFake:
-    ollama_server.reset()
-    configure(**ollama_server.settings())
-    return ollama_server
 
 
 # --- the bundled local model ---------------------------------------------------------------------

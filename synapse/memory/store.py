@@ -164,23 +164,8 @@ class MemoryStore:
         context: "CallContext | None" = None,
     ) -> Memory:
         """Store one memory. The same text already in the scope is returned, not stored twice."""
-        added = await self.add_many(agent, [text], source=source, session_id=session_id, turn=turn, context=context)
-        return added[0]
-
-    async def add_many(
-        self,
-        agent: str,
-        texts: Sequence[str],
-        *,
-        source: str = "manual",
-        session_id: str | None = None,
-        turn: int | None = None,
-        context: "CallContext | None" = None,
-    ) -> list[Memory]:
-        """Store several memories with one embedding call; one Memory per text, in order
-        (an existing one for a text the scope already holds)."""
-        stored = await self.insert(agent, texts, source=source, session_id=session_id, turn=turn, context=context)
-        return [memory for memory, _ in stored]
+        stored = await self.insert(agent, [text], source=source, session_id=session_id, turn=turn, context=context)
+        return stored[0][0]
 
     async def insert(
         self,
@@ -192,7 +177,8 @@ class MemoryStore:
         turn: int | None = None,
         context: "CallContext | None" = None,
     ) -> list[tuple[Memory, bool]]:
-        """`add_many`, with whether each memory was stored now (False: the scope had it)."""
+        """Store several memories with one embedding call: (memory, stored now) per text, in
+        order. A text the scope already holds gives the existing memory and False."""
         agent = check_agent(agent)
         _check_source(source)
         clean = [check_text(t) for t in texts]

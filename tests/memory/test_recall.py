@@ -23,7 +23,7 @@ FACTS = [
 
 
 async def _seed(store: MemoryStore, agent: str = "agent-a") -> dict[str, int]:
-    return {m.text: m.id for m in await store.add_many(agent, FACTS)}
+    return {m.text: m.id for m, _ in await store.insert(agent, FACTS)}
 
 
 async def test_meaning_finds_a_paraphrase_and_words_find_a_name(store: MemoryStore) -> None:
@@ -145,7 +145,7 @@ async def test_words_in_most_memories_are_left_out_of_keyword_search(store: Memo
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sql, "COMMON_MIN_DOCS", 10)
     rare = await store.add("agent-a", "Weekly notes: the zeppelin museum trip is on Friday.")
-    await store.add_many("agent-a", [f"Weekly notes: item number {i} of the routine list." for i in range(30)])
+    await store.insert("agent-a", [f"Weekly notes: item number {i} of the routine list." for i in range(30)])
     with store.engine.connect() as conn:
         assert sql.keyword_terms("weekly zeppelin notes") == ["weekly", "zeppelin", "notes"]
         assert sql._without_common(conn, ["weekly", "zeppelin", "notes"]) == ["zeppelin"]

@@ -135,7 +135,7 @@ async def test_an_embedding_failure_keeps_the_memory_for_keyword_search(store: M
 
 
 async def test_export_and_import_round_trip(store: MemoryStore) -> None:
-    await store.add_many("a", ["First fact", "Second fact"])
+    await store.insert("a", ["First fact", "Second fact"])
     exported = store.export("a")
     assert [d["text"] for d in exported] == ["First fact", "Second fact"]
     assert await store.import_("b", exported + ["Third fact", {"text": "First fact"}]) == (3, 1)
