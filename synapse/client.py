@@ -24,10 +24,10 @@ from typing import Any
 
 from . import settings as settings_mod
 from .caching import cache_mode, plan_prompt_cache
+from .embed_mode import EmbedMode, check_mode, prefixed
 from .errors import ConnectionFailedError, NotFoundError, ProviderError, SynapseError, UnknownModelError
 from .providers import adapter_for
 from .providers.routing import KNOWN_PREFIXES, Route, resolve
-from .embed_mode import EmbedMode, check_mode, prefixed
 from .coerce import MessagesInput, SystemInput, ToolsInput, build_request, coerce_messages, coerce_tools
 from .types import (
     ReasoningDelta,

@@ -27,6 +27,7 @@ from typing import Any, assert_never
 
 import orjson
 
+from ..embed_mode import EmbedMode
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -59,7 +60,6 @@ from ..types import (
 )
 from . import transport
 from .base import Adapter, looks_like_context_overflow, merge_extra, redact
-from ..embed_mode import EmbedMode
 from .catalog import ProviderConfig, ProviderSpec
 
 __all__ = ["AnthropicAdapter", "build", "decode_message", "encode_request", "map_usage"]

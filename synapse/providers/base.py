@@ -7,6 +7,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from ..embed_mode import EmbedMode
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -20,7 +21,6 @@ from ..errors import (
     UpstreamUnavailableError,
 )
 from ..types import ModelInfo, Request, Response, StreamEvent
-from ..embed_mode import EmbedMode
 from .catalog import ProviderConfig, ProviderSpec
 from .transport import loads, parse_retry_after
 

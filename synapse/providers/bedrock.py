@@ -25,6 +25,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from ..embed_mode import EmbedMode
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -54,7 +55,6 @@ from ..types import (
     Usage,
 )
 from .base import Adapter, looks_like_context_overflow, merge_extra, redact
-from ..embed_mode import EmbedMode
 from .catalog import ProviderConfig, ProviderSpec
 from .eventstream import EventStreamDecoder, EventStreamError, EventStreamMessage
 from .transport import iter_chunks, open_stream, parse_retry_after, request

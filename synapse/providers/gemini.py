@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from ..embed_mode import EmbedMode
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -53,7 +54,6 @@ from ..types import (
     Usage,
 )
 from .base import Adapter, merge_extra, redact
-from ..embed_mode import EmbedMode
 from .catalog import ProviderConfig, ProviderSpec
 from .transport import iter_sse, open_stream, parse_retry_after, request
 

@@ -13,6 +13,7 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ..embed_mode import EmbedMode
 from ..errors import BadRequestError, ProviderNotInstalledError
 from ..types import (
     ModelInfo,
@@ -27,7 +28,6 @@ from ..types import (
     Usage,
 )
 from .base import Adapter
-from ..embed_mode import EmbedMode
 from .catalog import ProviderConfig, ProviderSpec
 
 __all__ = ["HuggingFaceAdapter", "INSTALL_HINT", "build"]

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from ..embed_mode import EmbedMode
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -46,7 +47,6 @@ from ..types import (
 )
 from . import transport
 from .base import Adapter, looks_like_context_overflow, merge_extra, redact
-from ..embed_mode import EmbedMode
 from .catalog import ProviderConfig, ProviderSpec
 from .routing import resolve
 from .transport import dumps, loads

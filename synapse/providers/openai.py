@@ -27,6 +27,7 @@ from array import array
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
+from ..embed_mode import EmbedMode
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -54,7 +55,6 @@ from ..types import (
     Usage,
 )
 from .base import Adapter, looks_like_context_overflow, merge_extra, redact
-from ..embed_mode import EmbedMode
 from .catalog import ProviderConfig, ProviderSpec
 from .routing import resolve
 from .transport import dumps, iter_sse, loads, open_stream, parse_retry_after, request

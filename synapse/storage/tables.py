@@ -50,8 +50,8 @@ memories = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("agent", sa.String(64), nullable=False),
     sa.Column("text", sa.Text, nullable=False),
-    sa.Column("fingerprint", sa.String(40), nullable=False),  # sha1 of the lower-cased, space-collapsed text: no duplicates
-    sa.Column("source", sa.String(32), nullable=False, server_default="manual"),  # manual | remember | extract | import
+    sa.Column("fingerprint", sa.String(40), nullable=False),  # sha1 of the text lower-cased, spaces collapsed
+    sa.Column("source", sa.String(32), nullable=False, server_default="manual"),  # manual|remember|extract|import|restore
     sa.Column("session_id", sa.String(64)),  # where it was learned (NULL: by hand)
     sa.Column("turn", sa.Integer),
     sa.Column("created_at", sa.Float, nullable=False),
