@@ -290,9 +290,10 @@ async def extract(
     except ValueError as exc:
         base.status, base.reason = "error", f"the extraction reply could not be used: {exc}"
         return _done(agent, base)
-    good, base.rejected, noops = validate(ops, {h.memory.id: h.memory.text for h in shown})
+    seen = {h.memory.id: h.memory.text for h in shown}
+    good, base.rejected, noops = validate(ops, seen)
     try:
-        base.changes = await _apply(store, agent, good, session_id or ctx.session, turn, ctx)
+        base.changes = await _apply(store, agent, good, seen, session_id or ctx.session, turn, ctx)
     except SynapseError as exc:
         base.status, base.reason = "error", f"applying the operations failed: {exc}"
         return _done(agent, base)
@@ -306,15 +307,14 @@ async def extract(
     return _done(agent, base)
 
 
-async def _apply(store: MemoryStore, agent: str, ops: Sequence[_Op], session_id: str | None, turn: int | None,
-                 ctx: "CallContext") -> list[Change]:
+async def _apply(store: MemoryStore, agent: str, ops: Sequence[_Op], shown: Mapping[int, str], session_id: str | None,
+                 turn: int | None, ctx: "CallContext") -> list[Change]:
     changes: list[Change] = []
     adds = [op.text for op in ops if op.op == "add" and op.text]
     for op in ops:
         if op.op == "update" and op.id is not None and op.text is not None:
-            before = store.get(op.id, agent=agent).text
             after = await store.update(op.id, op.text, actor="extract", agent=agent, session_id=session_id, context=ctx)
-            changes.append(Change("update", after.id, after.text, before))
+            changes.append(Change("update", after.id, after.text, shown[op.id]))
         elif op.op == "delete" and op.id is not None:
             gone = await store.delete(op.id, hard=False, actor="extract", agent=agent, session_id=session_id)
             changes.append(Change("delete", gone.id, None, gone.text))

@@ -201,6 +201,9 @@ class MemoryStore:
         had = set(existing)
         now = time.time()
         puts: list[tuple[int, str, "np.ndarray"]] = []
+        if not fresh:  # all there already: nothing to write
+            by_id = self.get_many(existing.values(), with_models=True)
+            return [(by_id[existing[_norm(text)]], False) for text in clean]
         with self.engine.begin() as conn:
             version = sql.bump_version(conn, agent)
             for i, text in enumerate(fresh):

@@ -53,14 +53,15 @@ def test_add_list_search_edit_delete(api: ApiClient) -> None:
 def test_shared_scope_export_and_forget_everything(api: ApiClient) -> None:
     api.post("/api/v1/agents/shared/memories", {"text": "The company is Northwind."})
     api.post(BASE, {"texts": ["one", "two"]})
+    scope = api.get(BASE).json()["agent"]  # the agent's id once agents are stored, else its name
     mine = api.get(BASE + "?shared=true").json()["memories"]
-    assert {m["agent"] for m in mine} == {"*", "Assistant"}
+    assert {m["agent"] for m in mine} == {"*", scope}
     r = api.get(BASE + "/export")
-    assert r.headers["Content-Disposition"] == 'attachment; filename="memories-Assistant.json"'
+    assert r.headers["Content-Disposition"] == f'attachment; filename="memories-{scope}.json"'
     assert [m["text"] for m in r.json()["memories"]] == ["one", "two"]
     r = api.delete(BASE)
     assert r.status == 400 and r.json() == {"detail": "forgetting everything cannot be undone: add ?confirm=forget"}
-    assert api.delete(BASE + "?confirm=forget").json() == {"agent": "Assistant", "deleted": 2}
+    assert api.delete(BASE + "?confirm=forget").json() == {"agent": scope, "deleted": 2}
     assert api.get("/api/v1/agents/*/memories").json()["total"] == 1  # the shared scope stays
 
 
