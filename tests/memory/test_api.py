@@ -72,8 +72,9 @@ def test_bad_requests_say_what_to_fix(api: ApiClient) -> None:
     assert r.status == 400 and r.json() == {"detail": "a memory needs some text"}
     r = api.request("PATCH", f"{BASE}/999", {"text": "x"})
     assert r.status == 404 and "no memory 999" in r.json()["detail"]
-    m = api.post("/api/v1/agents/other/memories", {"text": "other's"}).json()["memories"][0]
-    assert api.delete(f"{BASE}/{m['id']}").status == 404  # not this agent's
+    m = api.post("/api/v1/agents/shared/memories", {"text": "everyone's"}).json()["memories"][0]
+    assert api.delete(f"{BASE}/{m['id']}").status == 404  # not this agent's own
+    assert api.get(f"/api/v1/agents/shared/memories/{m['id']}").json()["text"] == "everyone's"
     assert api.get(BASE + "/search?q=").status == 422
     r = api.post(BASE, {"text": "x"}, csrf=False)
     assert r.status == 403  # the pages' CSRF rule holds here too
