@@ -93,7 +93,10 @@ class _Plan:
     keyword: list[tuple[int, float]]
 
 
+#: Per (database, scope, version): how many memories; and which model to search when the
+#: configured one does not cover them all (during a re-embed). Versions change on writes.
 _counts: dict[tuple[str, str, int, str], int] = {}
+_best: dict[tuple[str, str, int, str], str] = {}
 _counts_lock = threading.Lock()
 
 
@@ -119,6 +122,10 @@ def _scope_model(conn: "sa.Connection", url: str, scope: str, version: int, curr
         sa.select(sa.func.count()).select_from(m).where(m.c.agent == scope)).scalar_one()))
     if have >= total:
         return current  # the usual case: the configured model covers everything
+    with _counts_lock:
+        known = _best.get((url, scope, version, current))
+    if known is not None:
+        return known
     rows = conn.execute(
         sa.select(v.c.model, sa.func.count()).join(m, m.c.id == v.c.memory_id)
         .where(m.c.agent == scope).group_by(v.c.model)
@@ -127,6 +134,10 @@ def _scope_model(conn: "sa.Connection", url: str, scope: str, version: int, curr
     for model, n in rows:
         if int(n) > most:
             best, most = str(model), int(n)
+    with _counts_lock:
+        if len(_best) > 1024:
+            _best.clear()
+        _best[(url, scope, version, current)] = best
     return best
 
 
