@@ -1,8 +1,8 @@
 """Exact vector search over one agent scope's memories, held in memory as a numpy matrix.
 
 Why not sqlite-vec: measured in one run on this project's machine (bench/RESULTS.md), an
-exact top-5 in a sqlite-vec `vec0` table took 24.6 ms at 10k and 171 ms at 100k vectors
-(384 dims); this matrix takes 0.8 ms and 23 ms. The vectors stay in the database (portable
+exact top-5 in a sqlite-vec `vec0` table took 19.0 ms at 10k and 151 ms at 100k vectors
+(384 dims); this matrix takes 0.9 ms and 17 ms. The vectors stay in the database (portable
 float32 blobs in `memory_vectors`, the same on PostgreSQL) and each process keeps a
 matrix per (database, embedding model, agent scope):
 
@@ -114,8 +114,8 @@ class ScopeMatrix:
         if self.n == 0 or limit <= 0 or query.shape[0] != self.dim:
             return []
         # einsum runs numpy's own single-threaded SIMD loop. `@` goes to multi-threaded BLAS,
-        # which on a busy machine (the embedding model wants the same cores) was 10x slower
-        # at the median: 8.2 vs 0.7 ms at 10k vectors (bench/RESULTS.md).
+        # which on a busy machine (the embedding model wants the same cores) was 8x slower
+        # at the median: 7.5 vs 0.9 ms at 10k vectors (bench/RESULTS.md).
         sims = np.einsum("ij,j->i", self.matrix[: self.n], query)
         if limit < self.n:
             top = np.argpartition(-sims, limit - 1)[:limit]
