@@ -35,7 +35,7 @@ agent (`CallContext(cache=...)`). Entries live `response_cache_ttl` seconds (def
 
 * exact: the key is a SHA-256 of the routed model and the canonical request.
 * semantic: additionally, a request whose last user message embeds (with the
-  configured `embedding_model`, else the bundled local model) within cosine
+  default embedding model: `embedding_model`, else the `mode`'s) within cosine
   similarity `SEMANTIC_THRESHOLD` (0.95; setting `response_cache_similarity`) of a
   stored one is a hit, provided everything else (model, system prompt, tools,
   options and the earlier history) is identical.
@@ -379,7 +379,9 @@ class ResponseCache:
         self.path = path
         self.ttl = ttl
         self.threshold = threshold
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from .private_files import create_private
+
+        create_private(path)  # 0600 in a 0700 folder: it holds reply text
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=10, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

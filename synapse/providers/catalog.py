@@ -44,6 +44,8 @@ class ProviderConfig:
     aws_credentials: tuple[str, str, str] | None = field(default=None, repr=False)
     timeout: float = 120.0
     max_retries: int = 2
+    #: Whether bare model names (no prefix) route here under the `mode` setting.
+    bare_names: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,8 @@ class ProviderSpec:
     known_models: tuple[tuple[str, str], ...] = field(default=())
 
     def configure(self, settings: Mapping[str, Any]) -> ProviderConfig:
+        from .routing import bare_name_provider
+
         get = lambda key: str(settings.get(key) or "").strip() if key else ""  # noqa: E731
         split = lambda key: tuple(v.strip() for v in get(key).split(",") if v.strip())  # noqa: E731
         region = get("aws_region") if self.id == "bedrock" else ""
@@ -100,6 +104,7 @@ class ProviderSpec:
             aws_credentials=creds,
             timeout=timeout,
             max_retries=max(0, retries),
+            bare_names=bare_name_provider(settings) == self.id,
         )
 
     def is_configured(self, config: ProviderConfig) -> bool:
