@@ -269,3 +269,27 @@ def test_settings_json_that_is_a_folder_or_not_utf8(run_synapse: Any, synapse_en
     (synapse_env / "settings.json").chmod(0o600)
     res = run_synapse("info", "--no-check")
     assert res.code == 2 and "not UTF-8" in res.err and res.err.count("\n") == 1
+
+
+def test_serve_port_0_takes_a_free_port(synapse_env: Path) -> None:
+    import os
+    import re
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "SYNAPSE_PORT": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "synapse.cli", "serve", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        line = ""
+        while time.monotonic() < deadline and "running at" not in line:
+            line = proc.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert match is not None, line
+        assert int(match.group(1)) not in (0, 8000)
+    finally:
+        proc.terminate()
+        proc.wait(10)
