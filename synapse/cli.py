@@ -80,7 +80,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"default model: {info['model'] or '(none: set with `synapse config set model NAME`)'}")
     print(f"mode:          {info['mode']} (bare model names go to "
           f"{_bare_label(s)})")
-    print("providers:" if live or args.no_check else "providers (not checked):")
+    print("providers (not contacted):" if args.no_check else "providers:")
     for p, spec in zip(providers, PROVIDERS):
         status = live.get(p["id"])
         if status is not None:
@@ -185,7 +185,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def _read_value(key: str) -> str:
-    """The value for `config set KEY` with none given: a hidden prompt, or one line of stdin.
+    """The value for `config set KEY` with none given: a (hidden, for keys) prompt, or standard input.
 
     Typing a key at a prompt keeps it out of the shell history.
     """

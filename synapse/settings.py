@@ -1,11 +1,12 @@
-"""settings.json: defaults, then environment fallbacks, then the file; atomic saves; masking.
+"""settings.json: defaults, then environment fallbacks, then the file; checked, atomic saves; masking.
 
 The file holds flat keys exactly as a user writes them by hand. Reading merges it over
 the defaults; a key the file leaves empty is filled from the standard environment
 variable for it. Saving re-reads the file under a lock, applies only the changed keys
 (so two saves at once never lose either change, and keys Synapse does not know are
 kept), writes a temporary file with mode 0600 and renames it over the old one.
-A malformed file is never overwritten.
+A malformed file is never overwritten. What each key means, its default and how a value
+is checked live in `settings_schema.py`; files are made private by `private_files.py`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ never a secret's value.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 from dataclasses import dataclass
@@ -272,6 +271,8 @@ class Networks(Check):
     def __call__(self, label: str, value: Any, *, strict: bool = False) -> Any:
         if isinstance(value, (list, tuple)):
             value = ", ".join(str(v).strip() for v in value if str(v).strip())
+        import ipaddress
+
         items = [n.strip() for n in self._line(label, value).split(",") if n.strip()]
         for item in items:
             try:

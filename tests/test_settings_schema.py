@@ -132,3 +132,16 @@ def test_describe_has_every_key_with_meaning_and_default() -> None:
     assert set(rows) == set(settings.DEFAULTS)
     assert rows["max_retries"]["default"] == 2 and rows["max_retries"]["expects"] == "a whole number >= 0"
     assert rows["anthropic_key"]["env"] == ["ANTHROPIC_API_KEY"]
+
+
+def test_checks_other_parts_will_use() -> None:
+    """Ready for keys other helpers add (trusted_proxies, free text)."""
+    from synapse.settings_schema import Networks, Text
+
+    assert Networks()("trusted_proxies", ["127.0.0.1", " 10.0.0.0/8"]) == "127.0.0.1, 10.0.0.0/8"
+    assert Networks()("trusted_proxies", "::1, fd00::/8") == "::1, fd00::/8"
+    with pytest.raises(SettingsError, match="'proxy.local' is not an IP address"):
+        Networks()("trusted_proxies", "10.0.0.1, proxy.local")
+    assert Text()("note", 5) == "5"
+    with pytest.raises(SettingsError, match="must be text"):
+        Text()("note", {"a": 1})
