@@ -380,8 +380,8 @@ def _positive_int(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    if not 1 <= value <= 10_000_000:  # no model writes more; keeps the number inside every wire format
+        raise argparse.ArgumentTypeError(f"must be 1 to 10000000, not {value}")
     return value
 
 

@@ -146,17 +146,24 @@ class Boolean(Check):
         raise SettingsError(f"{label} must be true or false")
 
 
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 class Number(Check):
     """A number within bounds; `whole` for counts. Stored as a JSON number."""
 
     def __init__(self, *, gt: float | None = None, ge: float | None = None, le: float | None = None,
                  whole: bool = False) -> None:
         self.gt, self.ge, self.le, self.whole = gt, ge, le, whole
-        bounds = [f"> {gt:g}" if gt is not None else "", f">= {ge:g}" if ge is not None else "",
-                  f"<= {le:g}" if le is not None else ""]
-        self.expects = ("a whole number" if whole else "a number") + "".join(f" {b}" for b in bounds if b)
-        if gt is not None and le is not None:
-            self.expects = f"a number in ({gt:g}, {le:g}]"
+        kind = "a whole number" if whole else "a number"
+        low = f"({_fmt(gt)}" if gt is not None else f"[{_fmt(ge)}" if ge is not None else ""
+        if low and le is not None:
+            self.expects = f"{kind} in {low}, {_fmt(le)}]"
+        else:
+            bounds = [f"> {_fmt(gt)}" if gt is not None else "", f">= {_fmt(ge)}" if ge is not None else "",
+                      f"<= {_fmt(le)}" if le is not None else ""]
+            self.expects = kind + "".join(f" {b}" for b in bounds if b)
 
     def __call__(self, label: str, value: Any, *, strict: bool = False) -> Any:
         number: float
@@ -298,7 +305,8 @@ class Setting:
 #: embedding model (see `providers.routing.BARE_NAME_PROVIDER`).
 MODES = ("local", "cloud", "bedrock")
 
-_T, _K, _B = Text(), Secret(), Boolean()
+_K, _B = Secret(), Boolean()
+_DAY = 86400
 _URL, _LIST = Url(), ModelList()
 
 SCHEMA: tuple[Setting, ...] = (
@@ -344,13 +352,14 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("bedrock_control_url", "", "Bedrock control-plane endpoint override",
             Url("https://bedrock.us-east-1.amazonaws.com")),
     # Call behaviour.
-    Setting("request_timeout", 120, "seconds to wait for each attempt of a provider call", Number(gt=0)),
-    Setting("request_deadline", 300, "seconds a whole call may take, retries included", Number(gt=0)),
-    Setting("max_retries", 2, "retries after a failed attempt (rate limits, overloads, 5xx)", Number(ge=0, whole=True)),
+    Setting("request_timeout", 120, "seconds to wait for each attempt of a provider call", Number(gt=0, le=_DAY)),
+    Setting("request_deadline", 300, "seconds a whole call may take, retries included", Number(gt=0, le=_DAY)),
+    Setting("max_retries", 2, "retries after a failed attempt (rate limits, overloads, 5xx)",
+            Number(ge=0, le=100, whole=True)),
     # Storage and caches.
     Setting("database_url", "", "database for the usage ledger (empty: synapse.db in the data folder)",
             DatabaseUrl()),
-    Setting("response_cache_ttl", 3600, "seconds a response-cache entry lives", Number(ge=0)),
+    Setting("response_cache_ttl", 3600, "seconds a response-cache entry lives", Number(ge=0, le=3650 * _DAY)),
     Setting("response_cache_similarity", 0.95, "cosine similarity a semantic response-cache hit needs",
             Number(gt=0, le=1)),
 )

@@ -83,8 +83,8 @@ def test_doctor_names_each_problem_and_its_fix(cli: Any, anthropic: Any, configu
     report = json.loads(res.out)
     assert report["ok"] is False
     problems = {(f["area"], f["message"]) for f in report["findings"] if f["level"] == "problem"}
-    assert ("settings", "settings.json: request_timeout must be a number > 0") in problems
-    assert ("settings", "settings.json: max_retries must be a whole number >= 0") in problems
+    assert ("settings", "settings.json: request_timeout must be a number in (0, 86400]") in problems
+    assert ("settings", "settings.json: max_retries must be a whole number in [0, 100]") in problems
     assert ("model", "default model gpt-5 goes to OpenAI, which is not set up") in problems
     assert any(area == "Anthropic Claude" and "Invalid key" in message for area, message in problems)
     notes = [f for f in report["findings"] if f["level"] == "note"]

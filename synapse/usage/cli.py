@@ -37,8 +37,8 @@ def _count(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    if not 0 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"must be 0 to 100000, not {value}")
     return value
 
 

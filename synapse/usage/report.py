@@ -74,7 +74,7 @@ def parse_when(text: str | None, *, now: float | None = None, end: bool = False)
     m = _RELATIVE.match(value)
     if m:
         n, unit = int(m.group(1)), m.group(2)
-        return now - n * {"h": 3600, "d": 86400, "w": 7 * 86400}[unit]
+        return _in_range(text, now - n * {"h": 3600, "d": 86400, "w": 7 * 86400}[unit])
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=timezone.utc)
@@ -86,7 +86,16 @@ def parse_when(text: str | None, *, now: float | None = None, end: bool = False)
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
+    return _in_range(text, dt.timestamp())
+
+
+def _in_range(text: str, ts: float) -> float:
+    """A bound a date can show (years 1-9999); `99999999d` is not a period."""
+    try:
+        datetime.fromtimestamp(ts, tz=timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        raise PeriodError(f"{text!r} is too far from today: use a date between 0001-01-01 and 9999-12-31") from None
+    return ts
 
 
 def _iso(ts: float | None) -> str | None:
