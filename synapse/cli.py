@@ -6,10 +6,10 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["int_range", "main"]
 
 
 def _print_json(data: Any) -> None:
@@ -375,24 +375,24 @@ def cmd_embed(args: argparse.Namespace) -> int:
 # --- parser -----------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 10_000_000:  # no model writes more; keeps the number inside every wire format
-        raise argparse.ArgumentTypeError(f"must be 1 to 10000000, not {value}")
-    return value
+def int_range(low: int, high: int, what: str = "a whole number") -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`, else a one-line usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low} to {high}, not {value}")
+        return value
+
+    return parse
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0-65535, not {value}")
-    return value
+#: No model writes more than this; it keeps --max-tokens inside every wire format's integers.
+_MAX_TOKENS = 10_000_000
+_port = int_range(0, 65535, "a port number")
 
 
 _JSON_HELP = "print one JSON object (errors too: {\"error\": {\"kind\", \"message\"}})"
@@ -447,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prompt", nargs="*", help="the prompt; `-` reads standard input")
     p.add_argument("-m", "--model", help="model name (default: the `model` setting)")
     p.add_argument("-s", "--system", help="system prompt")
-    p.add_argument("--max-tokens", type=_positive_int, help="upper bound on reply tokens")
+    p.add_argument("--max-tokens", type=int_range(1, _MAX_TOKENS), help="upper bound on reply tokens")
     p.add_argument("--temperature", type=float, help="sampling temperature (provider's range, often 0-2)")
     p.add_argument("--no-stream", action="store_true", help="make one non-streaming request")
     p.add_argument("--json", action="store_true", help="print one JSON object with text, tool calls and usage "

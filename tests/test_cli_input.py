@@ -245,7 +245,7 @@ def test_a_data_folder_that_is_a_file_is_one_line(run_synapse: Any, tmp_path: Pa
     ("args", "env", "words"),
     [
         (["serve"], {"SYNAPSE_PORT": "eighty"}, "SYNAPSE_PORT 'eighty' is not a port number"),
-        (["serve", "--port", "70000"], {}, "must be 0-65535"),
+        (["serve", "--port", "70000"], {}, "must be 0 to 65535"),
         (["chat", "--max-tokens", "-5", "hi"], {}, "must be 1 to 10000000"),
         (["chat", "--max-tokens", "99999999999999999999", "hi"], {}, "must be 1 to 10000000"),
         (["chat", "--temperature", "warm", "hi"], {}, "invalid float value"),

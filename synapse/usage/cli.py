@@ -27,19 +27,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the same JSON as GET /api/usage")
     p.add_argument("--csv", action="store_true", help="print every call of the period as CSV (plain decimals; "
                    "cells starting with = + - @ are quoted with ' so spreadsheets do not run them)")
-    p.add_argument("--recent", type=_count, default=10, help="how many recent calls to list (default 10; 0: none)")
+    from ..cli import int_range
+
+    p.add_argument("--recent", type=int_range(0, 100_000), default=10, help="how many recent calls to list (default 10; 0: none)")
     p.set_defaults(func=cmd_usage)
     return p
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value <= 100_000:
-        raise argparse.ArgumentTypeError(f"must be 0 to 100000, not {value}")
-    return value
 
 
 def _n(value: int) -> str:
