@@ -24,8 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 _INNER = r"""
-import json, sys, tempfile, time, os
-os.environ["SYNAPSE_DATA_DIR"] = tempfile.mkdtemp()
+import atexit, json, shutil, sys, tempfile, time, os
+os.environ["SYNAPSE_DATA_DIR"] = tempfile.mkdtemp(prefix="synapse-bench-")
+atexit.register(shutil.rmtree, os.environ["SYNAPSE_DATA_DIR"], True)
 from synapse import settings
 from synapse.providers.catalog import get
 from synapse.providers.routing import resolve
@@ -58,7 +59,11 @@ def inner(tree: Path, n: int) -> dict[str, float]:
 
 
 def cli_ms(tree: Path, n: int) -> float:
-    data = tempfile.mkdtemp()
+    with tempfile.TemporaryDirectory(prefix="synapse-bench-") as data:
+        return _cli_ms(tree, n, data)
+
+
+def _cli_ms(tree: Path, n: int, data: str) -> float:
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1", "SYNAPSE_DATA_DIR": data}
     cmd = [sys.executable, "-m", "synapse.cli", "config", "get", "model"]
     subprocess.run([sys.executable, "-m", "synapse.cli", "config", "set", "model", "x"], env=env, check=True,
