@@ -75,6 +75,12 @@ DEFAULTS: dict[str, Any] = {
     "database_url": "",
     "response_cache_ttl": 3600,
     "response_cache_similarity": 0.95,
+    # Agents and chat.
+    "auto_compact_enabled": True,  # shorten / summarise a session's history that outgrows the context window
+    "http_get_allow_private": False,  # let the http_get tool reach loopback and private addresses
+    "tool_timeout": 60,  # seconds a tool may run before it is cut off with an error result
+    "context_window": 0,  # tokens; 0: the model's own (prices table), else 128000
+    "reply_reserve_tokens": 8192,  # tokens kept free for the reply when deciding to compact
 }
 
 #: Setting -> environment variables that fill it when the file leaves it empty.
