@@ -159,14 +159,28 @@ async def http_get(url: str) -> str:
     timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT)
     headers = {"User-Agent": "Synapse-http_get/0.1", "Accept": "text/*, application/json;q=0.9"}
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
-        async with session.get(url, headers=headers, max_redirects=5) as resp:
-            ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
-            if ctype and not ctype.startswith(_TEXT_TYPES):
-                raise ValueError(f"{url} is {ctype}, not text: http_get reads only text")
-            body = await resp.content.read(HTTP_MAX_BYTES + 1)
-            text = body[:HTTP_MAX_BYTES].decode(resp.get_encoding() if ctype else "utf-8", errors="replace")
-            note = f"\n[… cut at {HTTP_MAX_BYTES:,} bytes]" if len(body) > HTTP_MAX_BYTES else ""
-            return f"HTTP {resp.status} {ctype or 'unknown type'}\n\n{text}{note}"
+        try:
+            async with session.get(url, headers=headers, max_redirects=5) as resp:
+                ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+                if ctype and not ctype.startswith(_TEXT_TYPES):
+                    raise ValueError(f"{url} is {ctype}, not text: http_get reads only text")
+                body = b""
+                while len(body) <= HTTP_MAX_BYTES:
+                    chunk = await resp.content.read(HTTP_MAX_BYTES + 1 - len(body))
+                    if not chunk:
+                        break
+                    body += chunk
+                encoding = resp.charset or "utf-8"
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, PermissionError):  # our resolver's refusal, unwrapped
+                raise exc.os_error from None
+            raise
+    try:
+        text = body[:HTTP_MAX_BYTES].decode(encoding, errors="replace")
+    except LookupError:  # a charset Python does not know
+        text = body[:HTTP_MAX_BYTES].decode("utf-8", errors="replace")
+    note = f"\n[… cut at {HTTP_MAX_BYTES:,} bytes]" if len(body) > HTTP_MAX_BYTES else ""
+    return f"HTTP {resp.status} {ctype or 'unknown type'}\n\n{text}{note}"
 
 
 _BUILDERS: dict[str, Callable[..., Any]] = {"current_time": current_time, "calculator": calculator, "http_get": http_get}

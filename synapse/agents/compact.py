@@ -83,7 +83,7 @@ def context_window(model: str, settings: Mapping[str, Any]) -> int:
     return DEFAULT_CONTEXT_WINDOW
 
 
-def shorten_tool_results(messages: list[Message], over: int, keep_last: int = 2) -> tuple[list[Message], int, int]:
+def shorten_tool_results(messages: list[Message], over: int, keep_last: int = 0) -> tuple[list[Message], int, int]:
     """Shorten the oldest long tool results until `over` tokens are saved.
 
     Returns (new messages, results shortened, tokens saved); the given messages are not changed.
