@@ -158,6 +158,13 @@ async def _chat(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     import asyncio
 
+    if args.agent or args.session:
+        from .agents.cli import CliError, cmd_agent_chat
+
+        try:
+            return cmd_agent_chat(args)
+        except CliError as exc:
+            raise _UsageError(str(exc)) from None
     return asyncio.run(_chat(args))
 
 
@@ -265,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float)
     p.add_argument("--no-stream", action="store_true", help="make one non-streaming request")
     p.add_argument("--json", action="store_true", help="print one JSON object with text, tool calls and usage")
+    p.add_argument("-a", "--agent", help="chat with this agent (tools, history); no prompt on a terminal: interactive")
+    p.add_argument("--session", help="continue this session (its id is printed on stderr)")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("models", help="list the models of the configured providers")
@@ -277,11 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--model", help="embedding model (default: the `embedding_model` setting, else local)")
     p.set_defaults(func=cmd_embed)
 
+    from .agents.cli import register as register_agents
     from .server.cli_user import register as register_user
     from .usage.cli import register as register_usage
 
     register_user(sub)
     register_usage(sub)
+    register_agents(sub)
 
     p = sub.add_parser("serve", help="start the web app (Settings → Models, Usage)")
     p.add_argument("--host", default="127.0.0.1")
@@ -309,9 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from .errors import ConfigurationError, SettingsError, SynapseError, UnknownModelError
 
+    from .agents.cli import CliError
+
     try:
         return int(args.func(args) or 0)
-    except _UsageError as exc:
+    except (_UsageError, CliError) as exc:
         print(f"synapse: {exc}", file=sys.stderr)
         return 2
     except (SettingsError, ConfigurationError, UnknownModelError) as exc:

@@ -115,8 +115,8 @@ class _GuardedResolver:
 
         self._inner = ThreadedResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
-        infos = await self._inner.resolve(host, port, family)
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[Any]:
+        infos: list[Any] = await self._inner.resolve(host, port, family)  # type: ignore[arg-type]
         for info in infos:
             if not _public(info["host"]):
                 raise PermissionError(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..types import ImagePart, Message, TextPart, Tool, ToolCall, ToolResultPart
+from ..types import ImagePart, Message, Part, TextPart, Tool, ToolCall, ToolResultPart
 from .events import Compacted
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def shorten_tool_results(messages: list[Message], over: int, keep_last: int = 0)
             break
         if m.role != "user" or not any(isinstance(p, ToolResultPart) and len(p.content) > SHORTEN_OVER for p in m.content):
             continue
-        parts = []
+        parts: list[Part] = []
         for p in m.content:
             if isinstance(p, ToolResultPart) and len(p.content) > SHORTEN_OVER and saved < over:
                 cut = len(p.content) - KEEP_CHARS

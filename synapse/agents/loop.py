@@ -21,7 +21,6 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +52,13 @@ __all__ = ["run_turn", "system_parts", "user_message"]
 
 _SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 STOPPED_RESULT = "stopped by the user before this tool finished"
+
+def _closing(agen: Any) -> Any:
+    """`contextlib.aclosing` for any async generator (closing it closes what it holds open)."""
+    from contextlib import aclosing
+
+    return aclosing(agen)
+
 
 # --- usage of each model call, from the call path's observer -----------------------------
 
@@ -235,7 +241,7 @@ async def run_turn(
         messages = [*history, user]
         done: TurnDone | None = None
         rounds = _rounds(spec, tools, name, system, tool_specs, messages, cfg, ctx, store, state, stream)
-        async with aclosing(rounds):  # closing it closes the upstream stream at once
+        async with _closing(rounds):  # closing it closes the upstream stream at once
             async for event in rounds:
                 if isinstance(event, TurnDone):
                     done = event
@@ -277,7 +283,7 @@ async def _rounds(
         response: Response | None = None
         try:
             if stream:
-                async with aclosing(astream(model, messages, **kwargs)) as events:
+                async with _closing(astream(model, messages, **kwargs)) as events:
                     async for ev in events:
                         if isinstance(ev, _TDelta):
                             state.partial.append(ev.text)
@@ -329,7 +335,7 @@ async def _rounds(
             yield ToolCallEvent(call.id, call.name, call.arguments, rnd)
         state.open_calls = {c.id: c for c in response.tool_calls}
         state.results = {}
-        async with aclosing(_run_tools(response.tool_calls, tools, timeout, state, rnd)) as running:
+        async with _closing(_run_tools(response.tool_calls, tools, timeout, state, rnd)) as running:
             async for result in running:
                 yield result
         results = Message("user", [ToolResultPart(c.id, state.results[c.id].content, c.name, state.results[c.id].is_error)

@@ -11,6 +11,7 @@ Token and cost totals come from the usage ledger (`usage_calls.session`).
 
 from __future__ import annotations
 
+import builtins
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SynapseError
-from ..types import Message, TextPart, ToolResultPart
+from ..types import Message, TextPart, ToolCall, ToolResultPart
 from .serialize import dump_message, load_message
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ class SessionStore:
             raise SessionNotFound(f"no session {session_id!r}: list them with GET /api/v1/sessions or start a new one")
         return info
 
-    def list(self, *, query: str = "", agent_id: str | None = None, limit: int = 200) -> list[SessionInfo]:
+    def list(self, *, query: str = "", agent_id: str | None = None, limit: int = 200) -> builtins.list[SessionInfo]:
         """Newest first; `query` matches the title (case-insensitive)."""
         import sqlalchemy as sa
 
@@ -167,7 +168,7 @@ class SessionStore:
         self._add_totals(infos)
         return infos[0].totals
 
-    def _add_totals(self, infos: list[SessionInfo]) -> None:
+    def _add_totals(self, infos: builtins.list[SessionInfo]) -> None:
         """Tokens and cost per session from the usage ledger."""
         if not infos:
             return
@@ -202,7 +203,7 @@ class SessionStore:
     # --- messages -----------------------------------------------------------------------
 
     def append(self, session_id: str, messages: Sequence[tuple[Message, Mapping[str, Any]]],
-               kind: str = "message") -> list[int]:
+               kind: str = "message") -> builtins.list[int]:
         """Store messages at the end of the session (one transaction); their seq numbers."""
         if not messages:
             return []
@@ -232,7 +233,7 @@ class SessionStore:
         with self.engine.begin() as conn:
             conn.execute(sa.update(m).where(m.c.session_id == session_id, m.c.seq == seq).values(meta=dict(meta)))
 
-    def messages(self, session_id: str) -> list[StoredMessage]:
+    def messages(self, session_id: str) -> builtins.list[StoredMessage]:
         """Every stored row of the session in order, summaries included."""
         import sqlalchemy as sa
 
@@ -245,7 +246,7 @@ class SessionStore:
             ).all()
         return [StoredMessage(r[0], r[1], load_message({"role": r[2], "content": r[3]}), dict(r[4] or {}), r[5]) for r in rows]
 
-    def history(self, session_id: str) -> tuple[list[Message], list[StoredMessage]]:
+    def history(self, session_id: str) -> tuple[builtins.list[Message], builtins.list[StoredMessage]]:
         """The messages to send the model: the newest summary stands in for what it covers."""
         rows = self.messages(session_id)
         return replay(rows), rows
@@ -277,7 +278,7 @@ def _valid(messages: list[Message]) -> list[Message]:
     out: list[Message] = []
     for m in messages:
         if m.role == "assistant":
-            calls |= {p.id for p in m.content if p.type == "tool_call"}  # type: ignore[union-attr]
+            calls |= {p.id for p in m.content if isinstance(p, ToolCall)}
             out.append(m)
             continue
         parts = [p for p in m.content if not (isinstance(p, ToolResultPart) and p.tool_call_id not in calls)]
@@ -289,6 +290,6 @@ def _valid(messages: list[Message]) -> list[Message]:
     return out
 
 
-def _info(row: Mapping[str, Any]) -> SessionInfo:
+def _info(row: Any) -> SessionInfo:
     return SessionInfo(row["id"], row["agent_id"], row["agent_name"], row["title"], row["model"],
                        row["created_at"], row["updated_at"])

@@ -8,6 +8,7 @@ so the same code runs on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -126,7 +127,7 @@ class AgentStore:
         agents = [self.get(ref)] if ref else self.list()
         return {"synapse_agents": 1, "agents": [a.export() for a in agents]}
 
-    def import_(self, data: Any, *, replace: bool = False) -> list[AgentSpec]:
+    def import_(self, data: Any, *, replace: bool = False) -> builtins.list[AgentSpec]:
         """Agents from `export()` JSON (or one agent object, or a list).
 
         A name that exists is an error unless `replace`, which updates that agent.
@@ -217,7 +218,7 @@ def _row(spec: AgentSpec) -> dict[str, Any]:
     }
 
 
-def _spec(row: Mapping[str, Any]) -> AgentSpec:
+def _spec(row: Any) -> AgentSpec:
     return AgentSpec(
         name=row["name"], system_prompt=row["system_prompt"], description=row["description"], model=row["model"],
         max_turns=row["max_turns"], tools=list(row["tools"] or []), temperature=row["temperature"],

@@ -176,7 +176,7 @@ def function_tool(fn: Callable[..., Any], name: str | None = None, description: 
         return fn
     if not callable(fn):
         raise SynapseError(f"a tool must be a function, not {type(fn).__name__}")
-    tool_name = name or getattr(fn, "__name__", "")
+    tool_name = name or str(getattr(fn, "__name__", ""))
     if not _NAME.match(tool_name):
         raise SynapseError(f"tool name {tool_name!r} must be 1-64 letters, digits, _ or - (pass name=...)")
     doc_desc, doc_params = parse_docstring(inspect.getdoc(fn))
