@@ -44,7 +44,7 @@ from .events import (
     TurnStart,
 )
 from .hooks import TurnContext, hooks, log
-from .sessions import SessionInfo, SessionStore, title_for
+from .sessions import SessionInfo, SessionStore, replay, title_for
 from .spec import AgentSpec, resolve_model
 from .tools import FunctionTool, ToolOutcome
 
@@ -129,6 +129,9 @@ class _State:
     """What a turn has done so far: what to keep if it is stopped midway."""
 
     session_id: str
+    #: Where the next stored message goes, and messages not stored yet (written with the next reply).
+    next_seq: int = 1
+    unsaved: list[tuple[Message, dict[str, Any]]] = field(default_factory=list)
     round: int = 0
     partial: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
@@ -143,18 +146,19 @@ class _State:
     answer: str = ""
 
 
-def _session(store: SessionStore, session_id: str | None, spec: AgentSpec, stored_agent: bool,
-             first_text: str) -> SessionInfo:
+def _open(store: SessionStore, session_id: str | None, spec: AgentSpec, stored_agent: bool,
+          first_text: str) -> tuple[SessionInfo, list[Message], int]:
+    """The session (created when new), its history to replay, and the next free seq: one read."""
     agent_id = spec.id if stored_agent else None
     if session_id:
         if not _SESSION_ID.match(session_id):
             raise SynapseError("a session id is 1-64 letters, digits and . _ : -")
-        info = store.find(session_id)
+        info, rows = store.open(session_id)
         if info is not None:
             if info.agent_id != agent_id or info.agent_name != spec.name:
                 info = store.update(info.id, agent=(agent_id, spec.name))
-            return info
-    return store.create(agent_id, spec.name, title_for(first_text), session_id=session_id)
+            return info, replay(rows), (rows[-1].seq + 1 if rows else 1)
+    return store.create(agent_id, spec.name, title_for(first_text), session_id=session_id), [], 1
 
 
 def _check_model(model: str, cfg: Mapping[str, Any]) -> None:
@@ -183,7 +187,7 @@ async def run_turn(
     store = sessions or SessionStore(cfg)
     try:
         user = user_message(prompt)
-        info = await asyncio.to_thread(_session, store, session_id, spec, stored_agent, user.text)
+        info, history, next_seq = await _db(store, _open, store, session_id, spec, stored_agent, user.text)
     except SynapseError as exc:
         yield TurnError(str(exc), exc.kind, session_id)
         return
@@ -208,7 +212,6 @@ async def run_turn(
                             f"${spec.max_total_cost_usd:.4f} limit (the agent's max_total_cost_usd); "
                             "start a new session or raise the agent's limit", "cost_limit", info.id)
             return
-    history, _ = await asyncio.to_thread(store.history, info.id)
     yield TurnStart(info.id, spec.name, spec.id if stored_agent else None, name, info.title)
 
     turn = TurnContext(spec, info.id, name, cfg, user, history, ctx)
@@ -234,10 +237,9 @@ async def run_turn(
         if compacted is not None:
             yield compacted
 
-    state = _State(info.id)
+    state = _State(info.id, next_seq, [(user, {})])
     _records[id(ctx)] = []
     try:
-        await asyncio.to_thread(store.append, info.id, [(user, {})])
         messages = [*history, user]
         done: TurnDone | None = None
         rounds = _rounds(spec, tools, name, system, tool_specs, messages, cfg, ctx, store, state, stream)
@@ -326,8 +328,10 @@ async def _rounds(
         if response.text:
             state.answer = response.text
         if assistant.content:
-            store.append(state.session_id, [(assistant, meta)])
+            state.unsaved.append((assistant, meta))
             messages.append(assistant)
+        if state.unsaved:
+            await _db(store, _save, store, state)
         stop_reason = response.stop_reason
         if not response.tool_calls:
             break
@@ -340,13 +344,15 @@ async def _rounds(
                 yield result
         results = Message("user", [ToolResultPart(c.id, state.results[c.id].content, c.name, state.results[c.id].is_error)
                                    for c in response.tool_calls])
-        store.append(state.session_id, [(results, {"round": rnd})])
+        state.unsaved.append((results, {"round": rnd}))
         state.open_calls = {}
         messages.append(results)
         if rnd == spec.max_turns:
             stop_reason = "max_turns"
             note = (f"stopped after {spec.max_turns} tool rounds (the agent's max_turns): the model still wanted "
                     "to call tools. Send another message to let it go on, or raise max_turns.")
+    if state.unsaved:
+        await _db(store, _save, store, state)
     usage = state.usage
     cost_total: float | None = state.cost if (state.cost or not state.unpriced) else None
     yield TurnDone(state.session_id, stop_reason, state.answer, model, usage, cost_total, state.tool_log,
@@ -381,6 +387,23 @@ async def _run_tools(calls: Sequence[ToolCall], tools: Mapping[str, FunctionTool
         state.tasks = []
 
 
+async def _db(store: SessionStore, fn: Any, *args: Any) -> Any:
+    """Run a session-store call: inline on SQLite (a local file, well under a millisecond,
+    cheaper than a thread hop; measured in bench/bench_agent.py), in a thread on a
+    database across the network, so the event loop never waits on it."""
+    if store.local:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
+
+
+def _save(store: SessionStore, state: _State) -> None:
+    """Store what is not stored yet, in one transaction."""
+    if state.unsaved:
+        items, state.unsaved = state.unsaved, []
+        seqs = store.append(state.session_id, items, first_seq=state.next_seq)
+        state.next_seq = seqs[-1] + 1
+
+
 def _save_partial(store: SessionStore, state: _State, meta: Mapping[str, Any]) -> None:
     """Keep the text a cut-short reply had so far (no awaits: this runs while being cancelled)."""
     text = "".join(state.partial)
@@ -388,11 +411,12 @@ def _save_partial(store: SessionStore, state: _State, meta: Mapping[str, Any]) -
         m: dict[str, Any] = {"round": state.round, **meta}
         if state.reasoning:
             m["reasoning"] = "".join(state.reasoning)
-        try:
-            store.append(state.session_id, [(Message("assistant", [TextPart(text)]), m)])
-        except Exception as exc:
-            log.warning("could not store the partial reply of session %s: %s", state.session_id, exc)
+        state.unsaved.append((Message("assistant", [TextPart(text)]), m))
     state.partial = []
+    try:
+        _save(store, state)
+    except Exception as exc:
+        log.warning("could not store the partial reply of session %s: %s", state.session_id, exc)
 
 
 def _save_stopped(store: SessionStore, state: _State) -> None:
@@ -406,8 +430,9 @@ def _save_stopped(store: SessionStore, state: _State) -> None:
             done = state.results.get(call.id)
             outcome = done if done is not None else ToolOutcome(STOPPED_RESULT, True)
             parts.append(ToolResultPart(call.id, outcome.content, call.name, outcome.is_error))
-        try:
-            store.append(state.session_id, [(Message("user", parts), {"round": state.round, "stopped": True})])
-        except Exception as exc:
-            log.warning("could not store the stopped tool results of session %s: %s", state.session_id, exc)
+        state.unsaved.append((Message("user", parts), {"round": state.round, "stopped": True}))
         state.open_calls = {}
+    try:
+        _save(store, state)
+    except Exception as exc:
+        log.warning("could not store the stopped turn of session %s: %s", state.session_id, exc)

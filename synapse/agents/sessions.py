@@ -86,6 +86,11 @@ class SessionStore:
 
         return storage.engine(settings=self.settings)
 
+    @property
+    def local(self) -> bool:
+        """SQLite: a local file, fast enough to use from the event loop."""
+        return self.engine.dialect.name == "sqlite"
+
     # --- sessions -----------------------------------------------------------------------
 
     def create(self, agent_id: str | None, agent_name: str, title: str = "", model: str = "",
@@ -203,8 +208,12 @@ class SessionStore:
     # --- messages -----------------------------------------------------------------------
 
     def append(self, session_id: str, messages: Sequence[tuple[Message, Mapping[str, Any]]],
-               kind: str = "message") -> builtins.list[int]:
-        """Store messages at the end of the session (one transaction); their seq numbers."""
+               kind: str = "message", first_seq: int | None = None) -> builtins.list[int]:
+        """Store messages at the end of the session (one transaction); their seq numbers.
+
+        `first_seq` is where the caller expects them to go (saves a query); if another
+        writer got there first, the end of the session is looked up and used instead.
+        """
         if not messages:
             return []
         import sqlalchemy as sa
@@ -213,17 +222,40 @@ class SessionStore:
         from ..storage.tables import session_messages as m
 
         now = time.time()
-        with self.engine.begin() as conn:
-            last = conn.execute(sa.select(sa.func.max(m.c.seq)).where(m.c.session_id == session_id)).scalar()
-            first = (last or 0) + 1
-            rows = [
-                {"session_id": session_id, "seq": first + i, "kind": kind, "role": msg.role,
-                 "content": dump_message(msg)["content"], "meta": dict(meta) or None, "created_at": now}
-                for i, (msg, meta) in enumerate(messages)
-            ]
-            conn.execute(sa.insert(m), rows)
-            conn.execute(sa.update(t).where(t.c.id == session_id).values(updated_at=now))
-        return [r["seq"] for r in rows]
+        payload = [(msg.role, dump_message(msg)["content"], dict(meta) or None) for msg, meta in messages]
+        for attempt in (0, 1):
+            try:
+                with self.engine.begin() as conn:
+                    first = first_seq
+                    if first is None or attempt:
+                        last = conn.execute(sa.select(sa.func.max(m.c.seq)).where(m.c.session_id == session_id)).scalar()
+                        first = (last or 0) + 1
+                    rows = [{"session_id": session_id, "seq": first + i, "kind": kind, "role": role, "content": content,
+                             "meta": meta, "created_at": now} for i, (role, content, meta) in enumerate(payload)]
+                    conn.execute(sa.insert(m), rows)
+                    conn.execute(sa.update(t).where(t.c.id == session_id).values(updated_at=now))
+                return [r["seq"] for r in rows]
+            except sa.exc.IntegrityError:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def open(self, session_id: str) -> tuple[SessionInfo | None, builtins.list[StoredMessage]]:
+        """The session and all its rows, in one read (the start of a turn)."""
+        import sqlalchemy as sa
+
+        from ..storage.tables import chat_sessions as t
+        from ..storage.tables import session_messages as m
+
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t).where(t.c.id == session_id)).mappings().first()
+            if row is None:
+                return None, []
+            rows = conn.execute(
+                sa.select(m.c.seq, m.c.kind, m.c.role, m.c.content, m.c.meta, m.c.created_at)
+                .where(m.c.session_id == session_id).order_by(m.c.seq)
+            ).all()
+        return _info(row), [_stored(r) for r in rows]
 
     def update_meta(self, session_id: str, seq: int, meta: Mapping[str, Any]) -> None:
         import sqlalchemy as sa
@@ -244,7 +276,7 @@ class SessionStore:
                 sa.select(m.c.seq, m.c.kind, m.c.role, m.c.content, m.c.meta, m.c.created_at)
                 .where(m.c.session_id == session_id).order_by(m.c.seq)
             ).all()
-        return [StoredMessage(r[0], r[1], load_message({"role": r[2], "content": r[3]}), dict(r[4] or {}), r[5]) for r in rows]
+        return [_stored(r) for r in rows]
 
     def history(self, session_id: str) -> tuple[builtins.list[Message], builtins.list[StoredMessage]]:
         """The messages to send the model: the newest summary stands in for what it covers."""
@@ -288,6 +320,10 @@ def _valid(messages: list[Message]) -> list[Message]:
         out.insert(0, Message("user", [TextPart("(earlier conversation)")]))
         break
     return out
+
+
+def _stored(r: Any) -> StoredMessage:
+    return StoredMessage(r[0], r[1], load_message({"role": r[2], "content": r[3]}), dict(r[4] or {}), r[5])
 
 
 def _info(row: Any) -> SessionInfo:
