@@ -15,7 +15,7 @@
       });
       data = await res.json();
     } catch (e) { msg.textContent = "Synapse is not answering."; return; }
-    if (res.ok) { location.href = "/"; return; }
+    if (res.ok) { location.href = "/settings/models"; return; }
     if (data.kind === "csrf") { location.reload(); return; }
     msg.textContent = data.error || "Log in failed.";
     form.password.value = "";
