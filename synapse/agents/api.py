@@ -67,18 +67,12 @@ def _fail(exc: SynapseError) -> JSONResponse:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    import orjson
+    from ..server.api import BadInput, _json_object
 
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise AgentError("the request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise AgentError("the request body must be a JSON object")
-    return data
+        return await _json_object(request)
+    except BadInput as exc:
+        raise AgentError(exc.message) from None
 
 
 def _agents() -> AgentStore:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..caching import CHARS_PER_TOKEN, _part_chars, _tool_chars
 from ..types import ImagePart, Message, Part, TextPart, Tool, ToolCall, ToolResultPart
 from .events import Compacted
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_CONTEXT_WINDOW", "compact", "context_window", "estimate_tokens", "shorten_tool_results"]
 
 DEFAULT_CONTEXT_WINDOW = 128_000
-CHARS_PER_TOKEN = 4
 #: A tool result longer than this may be shortened to its first KEEP_CHARS characters.
 SHORTEN_OVER = 2_000
 KEEP_CHARS = 500
@@ -43,20 +43,13 @@ _SUMMARY_PROMPT = (
 
 
 def _chars(part: Any) -> int:
-    if isinstance(part, TextPart):
-        return len(part.text)
-    if isinstance(part, ToolResultPart):
-        return len(part.content) + 16
-    if isinstance(part, ToolCall):
-        return len(part.name) + len(orjson.dumps(part.arguments)) + 16
-    if isinstance(part, ImagePart):
-        return 1600 * CHARS_PER_TOKEN
-    return len(orjson.dumps(dataclasses.asdict(part), default=str))
+    if isinstance(part, (TextPart, ToolResultPart, ToolCall, ImagePart)):
+        return _part_chars(part)
+    return len(orjson.dumps(dataclasses.asdict(part), default=str))  # a part type added later
 
 
 def estimate_tokens(messages: Sequence[Message], system: Sequence[TextPart] = (), tools: Sequence[Tool] = ()) -> int:
-    chars = sum(len(p.text) for p in system)
-    chars += sum(len(t.name) + len(t.description) + len(orjson.dumps(t.parameters)) for t in tools)
+    chars = sum(len(p.text) for p in system) + sum(_tool_chars(t) for t in tools)
     chars += sum(_chars(p) for m in messages for p in m.content)
     return chars // CHARS_PER_TOKEN
 
