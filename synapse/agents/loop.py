@@ -146,19 +146,25 @@ class _State:
     answer: str = ""
 
 
-def _open(store: SessionStore, session_id: str | None, spec: AgentSpec, stored_agent: bool,
-          first_text: str) -> tuple[SessionInfo, list[Message], int]:
-    """The session (created when new), its history to replay, and the next free seq: one read."""
+def _open(store: SessionStore, session_id: str | None, spec: AgentSpec,
+          stored_agent: bool) -> tuple[SessionInfo | None, list[Message], int]:
+    """The session (None: new), its history to replay and the next free seq, in one read."""
+    if not session_id:
+        return None, [], 1
+    if not _SESSION_ID.match(session_id):
+        raise SynapseError("a session id is 1-64 letters, digits and . _ : -")
+    info, rows = store.open(session_id)
+    if info is None:
+        return None, [], 1
     agent_id = spec.id if stored_agent else None
-    if session_id:
-        if not _SESSION_ID.match(session_id):
-            raise SynapseError("a session id is 1-64 letters, digits and . _ : -")
-        info, rows = store.open(session_id)
-        if info is not None:
-            if info.agent_id != agent_id or info.agent_name != spec.name:
-                info = store.update(info.id, agent=(agent_id, spec.name))
-            return info, replay(rows), (rows[-1].seq + 1 if rows else 1)
-    return store.create(agent_id, spec.name, title_for(first_text), session_id=session_id), [], 1
+    if info.agent_id != agent_id or info.agent_name != spec.name:
+        info = store.update(info.id, agent=(agent_id, spec.name))
+    return info, replay(rows), (rows[-1].seq + 1 if rows else 1)
+
+
+def _create(store: SessionStore, session_id: str | None, spec: AgentSpec, stored_agent: bool,
+            first_text: str) -> SessionInfo:
+    return store.create(spec.id if stored_agent else None, spec.name, title_for(first_text), session_id=session_id)
 
 
 def _check_model(model: str, cfg: Mapping[str, Any]) -> None:
@@ -187,31 +193,34 @@ async def run_turn(
     store = sessions or SessionStore(cfg)
     try:
         user = user_message(prompt)
-        info, history, next_seq = await _db(store, _open, store, session_id, spec, stored_agent, user.text)
+        found, history, next_seq = await _db(store, _open, store, session_id, spec, stored_agent)
     except SynapseError as exc:
         yield TurnError(str(exc), exc.kind, session_id)
         return
-    name = resolve_model(model, info.model, spec.model) or str(cfg.get("model") or "").strip()
+    known = found.id if found is not None else None
+    name = resolve_model(model, found.model if found else None, spec.model) or str(cfg.get("model") or "").strip()
     if not name:
         yield TurnError("no model to answer with: connect a provider in Settings → Models and pick a default "
-                        "model there (or give this agent a model)", "no_model", info.id)
+                        "model there (or give this agent a model)", "no_model", known)
         return
     try:
         _check_model(name, cfg)
     except SynapseError as exc:
-        yield TurnError(str(exc), exc.kind, info.id)
+        yield TurnError(str(exc), exc.kind, known)
         return
-    ctx = CallContext(agent=spec.name, session=info.id, max_total_cost_usd=spec.max_total_cost_usd,
-                      cache=None if spec.response_cache == "off" else spec.response_cache)
-    if spec.max_total_cost_usd is not None:
+    limit = spec.max_total_cost_usd
+    if limit is not None and found is not None:
         from ..usage.ledger import spent
 
-        spend = await asyncio.to_thread(spent, ctx, cfg)
-        if spend >= spec.max_total_cost_usd:
-            yield TurnError(f"cost limit reached: session {info.id} has spent ${spend:.4f} of its "
-                            f"${spec.max_total_cost_usd:.4f} limit (the agent's max_total_cost_usd); "
-                            "start a new session or raise the agent's limit", "cost_limit", info.id)
+        spend = await asyncio.to_thread(spent, CallContext(session=found.id), cfg)
+        if spend >= limit:
+            yield TurnError(f"cost limit reached: session {found.id} has spent ${spend:.4f} of its ${limit:.4f} "
+                            "limit (the agent's max_total_cost_usd); start a new session or raise the agent's limit",
+                            "cost_limit", found.id)
             return
+    info = found if found is not None else await _db(store, _create, store, session_id, spec, stored_agent, user.text)
+    ctx = CallContext(agent=spec.name, session=info.id, max_total_cost_usd=limit,
+                      cache=None if spec.response_cache == "off" else spec.response_cache)
     yield TurnStart(info.id, spec.name, spec.id if stored_agent else None, name, info.title)
 
     turn = TurnContext(spec, info.id, name, cfg, user, history, ctx)

@@ -216,3 +216,17 @@ def test_off_loopback_a_logged_in_page_uses_its_session(remote: Any) -> None:
     assert c.get("/api/v1/agents").status == 200
     assert c.post("/api/v1/chat", {"message": "hi"}).status == 200
     assert c.post("/api/v1/chat", {"message": "hi"}, csrf=False).status == 403  # the page still needs its CSRF token
+
+
+def test_images_are_sent_to_the_model_and_counted_in_the_stored_history(server: Any) -> None:
+    import base64
+
+    srv, proto = server
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\nfake-image-bytes").decode()
+    r = program(srv, "POST", "/api/v1/chat", {"message": "What is this?", "images": [{"media_type": "image/png", "data": png}]})
+    assert r.status == 200, r
+    content = proto.fake.last.json()["messages"][0]["content"]
+    assert content[0] == {"type": "text", "text": "What is this?"}
+    assert content[1]["type"] == "image" and content[1]["source"] == {"type": "base64", "media_type": "image/png", "data": png}
+    first = program(srv, "GET", f"/api/v1/sessions/{r.json()['session_id']}").json()["messages"][0]
+    assert first["images"] == 1 and "data" not in json.dumps(first)

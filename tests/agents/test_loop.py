@@ -317,6 +317,7 @@ async def test_no_model_configured_says_where_to_fix_it(synapse_env: Any) -> Non
     events = await run(synapse.Agent(name="x"), "Hi")
     assert isinstance(events[-1], ev.TurnError) and events[-1].kind == "no_model"
     assert "Settings → Models" in events[-1].message
+    assert SessionStore().list() == []  # nothing is stored for a turn that could not start
 
 
 async def test_model_resolution_call_override_then_agent_then_setting(use_proto: Any) -> None:
