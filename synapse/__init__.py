@@ -35,6 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SYNAPSE_VOLATILE",
+    "Agent",
     "AuthenticationError",
     "BadRequestError",
     "CallContext",
@@ -71,10 +72,12 @@ _LAZY = {
     "achat": "client", "aembed": "client", "astream": "client",
     "chat": "client", "embed": "client", "stream": "client", "CallContext": "client",
     "SYNAPSE_VOLATILE": "caching",
+    "Agent": "agents.agent",
     "Message": "types", "Response": "types", "Tool": "types", "ToolCall": "types", "Usage": "types",
 }
 
 if TYPE_CHECKING:
+    from .agents.agent import Agent
     from .caching import SYNAPSE_VOLATILE
     from .client import CallContext, achat, aembed, astream, chat, embed, stream
     from .types import Message, Response, Tool, ToolCall, Usage

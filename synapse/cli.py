@@ -288,6 +288,13 @@ async def _chat(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     import asyncio
 
+    if args.agent or args.session:
+        from .agents.cli import CliError, cmd_agent_chat
+
+        try:
+            return cmd_agent_chat(args)
+        except CliError as exc:
+            raise _UsageError(str(exc)) from None
     return asyncio.run(_chat(args))
 
 
@@ -452,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-stream", action="store_true", help="make one non-streaming request")
     p.add_argument("--json", action="store_true", help="print one JSON object with text, tool calls and usage "
                    "(errors too: {\"error\": {\"kind\", \"message\"}})")
+    p.add_argument("-a", "--agent", help="chat with this agent (tools, history); no prompt on a terminal: interactive")
+    p.add_argument("--session", help="continue this session (its id is printed on stderr)")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("models", help="list the models of the configured providers")
@@ -466,11 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the model, dimensions and every vector as JSON")
     p.set_defaults(func=cmd_embed)
 
+    from .agents.cli import register as register_agents
     from .server.cli_user import register as register_user
     from .usage.cli import register as register_usage
 
     register_user(sub)
     register_usage(sub)
+    register_agents(sub)
 
     p = sub.add_parser("serve", help="start the web app (Settings → Models, Usage)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; another "
@@ -542,12 +553,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import ConfigurationError, SettingsError, SynapseError, UnknownModelError
 
     _startup(args)
+    from .agents.cli import CliError
+
     try:
         if args.command != "doctor":  # doctor reports it among its findings
             _check_data_dir()
         return int(args.func(args) or 0)
     except _UsageError as exc:
         return _fail(args, exc.kind, str(exc), 2)
+    except CliError as exc:
+        return _fail(args, "usage", str(exc), 2)
     except (SettingsError, ConfigurationError, UnknownModelError) as exc:
         return _fail(args, exc.kind, str(exc), 2)
     except SynapseError as exc:

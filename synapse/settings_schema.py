@@ -362,6 +362,16 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("response_cache_ttl", 3600, "seconds a response-cache entry lives", Number(ge=0, le=3650 * _DAY)),
     Setting("response_cache_similarity", 0.95, "cosine similarity a semantic response-cache hit needs",
             Number(gt=0, le=1)),
+    # Agents and chat.
+    Setting("auto_compact_enabled", True, "shorten, then summarise, a session's history that outgrows the "
+            "model's context window (the full original stays stored)", _B),
+    Setting("http_get_allow_private", False, "let the http_get tool reach loopback and private addresses", _B),
+    Setting("tool_timeout", 60, "seconds an agent tool may run before it is cut off with an error result",
+            Number(gt=0, le=_DAY)),
+    Setting("context_window", 0, "context window in tokens for compaction (0: the model's own, else 128000)",
+            Number(ge=0, le=100_000_000, whole=True)),
+    Setting("reply_reserve_tokens", 8192, "tokens kept free for the reply when deciding to compact",
+            Number(ge=0, le=10_000_000, whole=True)),
 )
 
 _BY_KEY = {s.key: s for s in SCHEMA}

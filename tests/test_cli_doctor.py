@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from synapse import settings
+from synapse import settings, storage
 from tests.conftest import provider_fake
 from tests.fakes.base import free_port
 from tests.fakes.ollama import OllamaFake
@@ -65,7 +65,7 @@ def test_doctor_all_good(cli: Any, anthropic: Any, configure: Any, ollama_server
     res = cli("doctor")
     assert res.code == 0, res.out
     assert "ok       Anthropic Claude: connected" in res.out
-    assert "ok       database: " in res.out and "migrated to 0001" in res.out
+    assert "ok       database: " in res.out and f"migrated to {storage.HEAD_REVISION}" in res.out
     assert "ok       model: default model claude-sonnet-4-5 goes to Anthropic Claude" in res.out
     assert res.out.strip().endswith("no problems found")
 

@@ -409,6 +409,10 @@ def test_keyboard(world: dict[str, Any], page: Any, api: ApiClient) -> None:
     # Tab from the top reaches the nav, then the period control; arrows change the period
     page.keyboard.press("Tab")  # brand
     page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Chat"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Agents"
+    page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Models"
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Usage"

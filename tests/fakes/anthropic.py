@@ -85,6 +85,10 @@ class AnthropicReply(FakeReply):
 
     error_type: str = "overloaded_error"
     error_message: str = "Overloaded"
+    #: Answer with a `redacted_thinking` block (opaque `data`) before the reply.
+    redacted_thinking: bool = False
+    #: Streaming only: seconds between events (a slow model, to stop it midway).
+    event_delay: float = 0.0
 
 
 @dataclass
@@ -127,12 +131,18 @@ class AnthropicFake(FakeServer):
         #: prefix hash -> (tokens, expiry on time.monotonic(), ttl in seconds)
         self.cache: dict[str, tuple[int, float, float]] = {}
         self._ids = itertools.count(1)
+        #: Thinking signatures and redacted_thinking data this fake issued; only these come back valid.
+        self.issued: set[str] = set()
+        #: Streams the client closed before their end.
+        self.disconnects = 0
 
     # --- steering ----------------------------------------------------------------------------
 
     def reset(self) -> None:
         super().reset()
         self.cache.clear()
+        self.issued.clear()
+        self.disconnects = 0
         self.models = list(self._default_models)
         self.context_window = self.CONTEXT_WINDOW
         self.max_page_size = self.MAX_PAGE_SIZE
@@ -231,6 +241,7 @@ class AnthropicFake(FakeServer):
         try:
             body = await self._body(request)
             self._validate(body, count_only=False)
+            self._check_thinking(body)
             model = self._model(body["model"])
             blocks, breakpoints = self._prompt_blocks(body)
             total = sum(b.tokens for b in blocks)
@@ -413,6 +424,38 @@ class AnthropicFake(FakeServer):
                     seen_other = True
             pending = {b["id"] for b in content if isinstance(b, dict) and b.get("type") == "tool_use"} if m["role"] == "assistant" else set()
 
+    def _check_thinking(self, body: dict[str, Any]) -> None:
+        """Extended thinking, as the real API checks it (its error texts): a thinking block sent
+        back must carry the signature it was issued with (redacted_thinking its exact `data`),
+        and with `thinking` on, the assistant turn before the newest tool results must start
+        with its thinking block."""
+        bad = lambda msg: _Invalid(400, "invalid_request_error", msg)  # noqa: E731
+        messages = body["messages"]
+        for i, m in enumerate(messages):
+            content = m.get("content")
+            for j, block in enumerate(content if isinstance(content, list) else []):
+                kind = block.get("type")
+                if kind == "thinking" and block.get("signature") not in self.issued:
+                    raise bad(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
+                if kind == "redacted_thinking" and block.get("data") not in self.issued:
+                    raise bad(f"messages.{i}.content.{j}: Invalid `data` in `redacted_thinking` block")
+        thinking = body.get("thinking")
+        if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive") or len(messages) < 2:
+            return
+        last, before = messages[-1], messages[-2]
+        last_content = last.get("content") if isinstance(last.get("content"), list) else []
+        if last.get("role") == "user" and any(b.get("type") == "tool_result" for b in last_content):
+            content = before.get("content")
+            first = content[0].get("type") if isinstance(content, list) and content else "text"
+            if first not in ("thinking", "redacted_thinking"):
+                raise bad(
+                    f"messages.{len(messages) - 2}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+                    f"`{first}`. When `thinking` is enabled, a final `assistant` message must start with a thinking block "
+                    "(preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking "
+                    "blocks from previous turns. To avoid this requirement, disable `thinking`. Please consult our "
+                    "documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+                )
+
     # --- prompt accounting and the cache --------------------------------------------------------
 
     def _block_tokens(self, block: dict[str, Any]) -> int:
@@ -556,8 +599,13 @@ class AnthropicFake(FakeServer):
         thinking_tokens = 0
         if reply.reasoning:
             signature = hashlib.sha256(reply.reasoning.encode()).hexdigest()
+            self.issued.add(signature)
             content.append({"type": "thinking", "thinking": reply.reasoning, "signature": signature})
             thinking_tokens = reply.reasoning_tokens if reply.reasoning_tokens is not None else estimate_tokens(reply.reasoning)
+        if getattr(reply, "redacted_thinking", False):
+            data = "EmwKAhgBEgy" + hashlib.sha256(str(next(self._ids)).encode()).hexdigest()
+            self.issued.add(data)
+            content.append({"type": "redacted_thinking", "data": data})
         text = reply.text
         if stop_reason is None:
             hits = sorted((text.find(s), s) for s in body.get("stop_sequences") or [] if s and s in text)
@@ -621,6 +669,8 @@ class AnthropicFake(FakeServer):
             if kind == "text":
                 start = {"type": "text", "text": ""}
                 deltas = [{"type": "text_delta", "text": p} for p in self._pieces(block["text"])]
+            elif kind == "redacted_thinking":
+                start = dict(block)  # arrives whole in content_block_start, with no deltas
             elif kind == "thinking":
                 start = {"type": "thinking", "thinking": "", "signature": ""}
                 deltas = [{"type": "thinking_delta", "thinking": p} for p in self._pieces(block["thinking"])]
@@ -687,6 +737,13 @@ class AnthropicFake(FakeServer):
                 emsg = getattr(reply, "error_message", "Overloaded")
                 await resp.write(self.frame("error", {"type": "error", "error": {"type": etype, "message": emsg}}, 0))
                 break
-            await resp.write(self.frame(name, data, n))
+            delay = getattr(reply, "event_delay", 0.0)
+            try:
+                if delay:
+                    await asyncio.sleep(delay)
+                await resp.write(self.frame(name, data, n))
+            except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
+                self.disconnects += 1
+                raise
         await resp.write_eof()
         return resp

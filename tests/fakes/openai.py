@@ -311,6 +311,10 @@ class OpenAIFake(FakeServer):
             if pending:
                 return self._unanswered(pending, i)
             if role == "assistant":
+                if f == "deepseek" and model == "deepseek-reasoner" and m.get("tool_calls") and not m.get("reasoning_content"):
+                    # Thinking mode with tools (V3.2+): the tool-call turn's reasoning must come back (§7.3).
+                    return self._error(400, "The reasoning_content in the thinking mode must be passed back to the API.",
+                                       code="invalid_request_error")
                 for call in m.get("tool_calls") or []:
                     if not isinstance(call.get("function", {}).get("arguments"), str):
                         return self._error(400, f"Invalid type for 'messages[{i}].tool_calls[0].function.arguments': expected a string.",
