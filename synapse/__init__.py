@@ -64,6 +64,7 @@ __all__ = [
     "astream",
     "chat",
     "embed",
+    "server_tool",
     "stream",
 ]
 
@@ -71,12 +72,14 @@ _LAZY = {
     "achat": "client", "aembed": "client", "astream": "client",
     "chat": "client", "embed": "client", "stream": "client", "CallContext": "client",
     "SYNAPSE_VOLATILE": "caching",
+    "server_tool": "coerce",
     "Message": "types", "Response": "types", "Tool": "types", "ToolCall": "types", "Usage": "types",
 }
 
 if TYPE_CHECKING:
     from .caching import SYNAPSE_VOLATILE
     from .client import CallContext, achat, aembed, astream, chat, embed, stream
+    from .coerce import server_tool
     from .types import Message, Response, Tool, ToolCall, Usage
 
 

@@ -59,6 +59,8 @@ DEFAULTS: dict[str, Any] = {
     "local_compatible_models": "",
     "local_compatible_embed_models": "",
     "prompt_cache_enabled": True,
+    "openai_use_responses_api": False,  # every OpenAI model over POST /v1/responses, not Chat Completions
+    "hf_keep_loaded_minutes": 15,  # an idle in-process Hugging Face model is unloaded after this
     # Base-URL overrides (corporate proxies, tests). OpenAI and xAI end in /v1;
     # Anthropic, Gemini and DeepSeek are the bare origin.
     "anthropic_base_url": "",

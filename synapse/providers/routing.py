@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import UnknownModelError
-from .catalog import PROVIDERS, ProviderSpec
+from .catalog import PROVIDERS, ProviderSpec, protocol_for
 from .catalog import get as get_spec
 
 __all__ = ["KNOWN_PREFIXES", "Route", "resolve"]
@@ -48,6 +48,13 @@ class Route:
     model: str
     #: True when the name matched no prefix and fell through to Ollama.
     bare: bool = False
+    #: The wire protocol of this call ("" = the provider's own): OpenAI models can go
+    #: to the Responses API (`catalog.protocol_for`).
+    protocol: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.protocol:
+            object.__setattr__(self, "protocol", self.spec.protocol)
 
 
 def resolve(model: str, settings: Mapping[str, Any] | None = None, purpose: Literal["chat", "embed"] = "chat") -> Route:
@@ -70,7 +77,8 @@ def resolve(model: str, settings: Mapping[str, Any] | None = None, purpose: Lite
                 return Route(get_spec(provider_id), name, name)
     for prefix, spec in _NAME_PREFIXES:
         if name.startswith(prefix):
-            return Route(spec, name, name)
+            return Route(spec, name, name, protocol=protocol_for(spec, name, settings) if purpose == "chat" else "")
     if _O_SERIES.match(name):
-        return Route(get_spec("openai"), name, name)
+        spec = get_spec("openai")
+        return Route(spec, name, name, protocol=protocol_for(spec, name, settings) if purpose == "chat" else "")
     return Route(get_spec("ollama"), name, name, bare=True)
