@@ -258,10 +258,9 @@ def _failed(adapter: OpenAIAdapter, err: Any) -> ProviderError:
 class OpenAIResponsesAdapter(OpenAIAdapter):
     """`POST /v1/responses` for OpenAI models; models, embeddings and errors as Chat Completions."""
 
-    server_tools = frozenset(_SERVER_TOOLS)
-
     def __init__(self, spec: ProviderSpec, config: ProviderConfig) -> None:
         super().__init__(spec, config)
+        self.server_tools = frozenset(_SERVER_TOOLS)
         self._responses_url = f"{config.base_url}/responses"
 
     # --- encode ------------------------------------------------------------------------------
