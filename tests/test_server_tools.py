@@ -114,3 +114,77 @@ def test_usage_prices_web_searches():
     assert searched.cost_usd - base.cost_usd == pytest.approx(0.02)
     fetched = price("anthropic", "claude-sonnet-4-5", Usage(1000, 100, server_tool_use={"web_fetch": 3}))
     assert fetched is not None and fetched.cost_usd == pytest.approx(base.cost_usd)  # web fetch costs tokens only
+
+
+# --- Gemini -------------------------------------------------------------------------------------
+
+GEMINI_KEY = "AIzaSyFakeGeminiKey0123456789abcd"
+
+
+@pytest.fixture(scope="module")
+def gemini_fake():
+    from tests.fakes.gemini import GeminiFake
+
+    server = GeminiFake(valid_keys={GEMINI_KEY}).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def gemini(gemini_fake, configure):
+    gemini_fake.reset()
+    configure(gemini_key=GEMINI_KEY, gemini_base_url=gemini_fake.url)
+    return gemini_fake
+
+
+def _redirect(url: str) -> str:
+    import base64
+
+    return "https://vertexaisearch.cloud.google.com/grounding-api-redirect/" + base64.urlsafe_b64encode(
+        url.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_gemini_google_search_grounding(gemini, stream):
+    gemini.reply(_search_reply())
+    tools = [synapse.server_tool("web_search")]
+    if stream:
+        events = [e async for e in synapse.astream("gemini-2.5-flash", "Weather?", tools=tools)]
+        r = events[-1].response
+    else:
+        r = await synapse.achat("gemini-2.5-flash", "Weather?", tools=tools)
+    assert gemini.last.json()["tools"] == [{"google_search": {}}]
+    expected = [Source(_redirect(u), u.split("/")[2]) for u, _ in SOURCES]
+    assert r.text == "It is sunny in Paris."
+    assert r.citations == expected
+    (part,) = r.server_tools
+    assert (part.name, part.kind, part.provider, part.input) == ("web_search", "result", "gemini", {"queries": ["weather in Paris"]})
+    assert part.sources == expected
+    assert r.usage.server_tool_use == {"web_search": 1}  # one grounded prompt on Gemini 2.5
+
+
+async def test_gemini_code_execution_round_trip(gemini):
+    gemini.reply(FakeReply(text="It prints 4.", code="print(2+2)", code_output="4\n"))
+    tools = [synapse.server_tool("code_execution")]
+    r = await synapse.achat("gemini-2.5-flash", "Run 2+2", tools=tools)
+    assert gemini.last.json()["tools"] == [{"code_execution": {}}]
+    assert [(p.kind, p.input, p.text) for p in r.server_tools] == [
+        ("call", {"code": "print(2+2)", "language": "PYTHON"}, ""),
+        ("result", {}, "4\n"),
+    ]
+    assert r.usage.server_tool_use == {"code_execution": 1}
+    history = [{"role": "user", "content": "Run 2+2"}, r.to_message(), {"role": "user", "content": "Again"}]
+    await synapse.achat("gemini-2.5-flash", history, tools=tools)
+    parts = gemini.last.json()["contents"][1]["parts"]
+    assert parts == [
+        {"executableCode": {"language": "PYTHON", "code": "print(2+2)"}},
+        {"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": "4\n"}},
+        {"text": "It prints 4."},
+    ]
+
+
+async def test_gemini_url_context_is_web_fetch(gemini):
+    await synapse.achat("gemini-2.5-flash", "Read https://example.org", tools=[synapse.server_tool("web_fetch")])
+    assert gemini.last.json()["tools"] == [{"url_context": {}}]

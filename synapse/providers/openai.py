@@ -87,6 +87,8 @@ _BAD_KEY = re.compile(
 )
 _PROMPT_TOO_LONG = re.compile(r"maximum prompt length|prompt length|context_length_exceeded", re.IGNORECASE)
 _OVERLOADED = re.compile(r"overloaded|slow_down|slow down", re.IGNORECASE)
+#: OpenRouter's in-stream error when the reply reaches max_tokens (recorded, §7.1).
+_TOKEN_LIMIT = re.compile(r"^token limit reached", re.IGNORECASE)
 #: Models in an OpenAI/xAI `/models` list that Chat Completions cannot serve.
 _NOT_CHAT = re.compile(r"realtime|audio|transcribe|tts|dall-e|whisper|moderation|image|imagine|video|sora|instruct")
 #: OpenAI accepts at most 2048 inputs in one embeddings request.
@@ -420,6 +422,19 @@ class OpenAIAdapter(Adapter):
 
     def _error(self, status: int | None, data: Any, headers: Mapping[str, str] | None) -> ProviderError:
         """Map an error body (HTTP status, or None for an error inside a 200 stream) to a typed error."""
+        if status is not None:
+            return self._error_kind(status, data, headers)
+        # In a 200 stream there was no such HTTP status: say where it happened instead.
+        message, code, etype = _error_fields(data)
+        if _TOKEN_LIMIT.match(message):  # OpenRouter: the reply hit max_tokens mid-stream (recorded)
+            detail = redact(message, self.config.api_key)
+            return BadRequestError(f"{self.spec.label} stopped the reply ({detail}): raise max_tokens (mid-stream)",
+                                   provider=self.spec.id)
+        err = self._error_kind(_status_from_code(code, etype), data, None)
+        text = re.sub(r" \(HTTP \d+\)", "", err.message)
+        return type(err)(f"{text} (mid-stream)", provider=self.spec.id, request_id=err.request_id)
+
+    def _error_kind(self, status: int, data: Any, headers: Mapping[str, str] | None) -> ProviderError:
         message, code, etype = _error_fields(data)
         detail = redact(message, self.config.api_key)
         label, pid = self.spec.label, self.spec.id
@@ -428,9 +443,6 @@ class OpenAIAdapter(Adapter):
             kw["retry_after"] = parse_retry_after(headers)
             kw["request_id"] = headers.get("x-request-id") or headers.get("request-id")
         suffix = f" ({detail})" if detail else ""
-        if status is None:
-            status = _status_from_code(code, etype)
-            kw["status"] = None
         bad_key = code == "invalid_api_key" or (status in (400, 401, 403) and bool(_BAD_KEY.search(message)))
         if status == 401 or bad_key:
             if not self.config.api_key:
@@ -450,10 +462,7 @@ class OpenAIAdapter(Adapter):
             return OverloadedError(f"{label} is overloaded{suffix}; try again shortly", **kw)
         if status == 400 and "model not exist" in message.lower():  # DeepSeek's unknown model
             return NotFoundError(f"{label} does not know that model{suffix}", **kw)
-        err = self.error_for_status(status, detail, headers)
-        if kw["status"] is None:  # in a 200 stream: there was no such HTTP status
-            return type(err)(err.message.replace(f" (HTTP {status})", "") + " (mid-stream)", provider=pid)
-        return err
+        return self.error_for_status(status, detail, headers)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -590,7 +599,7 @@ def content_pieces(content: Any, unknown: list[str]) -> Iterator[tuple[bool, str
                 if isinstance(text, str) and text:
                     yield True, text
         elif kind not in _SILENT_PARTS:
-            unknown.append(f"a {kind!r} part" if isinstance(kind, str) else "a part without a type")
+            unknown.append(f"{kind!r} part" if isinstance(kind, str) else "a part without a type")
 
 
 class _Accumulator:

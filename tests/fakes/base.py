@@ -70,6 +70,9 @@ class FakeReply:
     sources: list[tuple[str, str]] = field(default_factory=list)
     code: str | None = None
     code_output: str = ""
+    #: Chat Completions: send this as `message.content` (and as one more delta) verbatim,
+    #: for content shapes a client may not understand.
+    raw_content: Any = None
 
 
 @dataclass
