@@ -45,6 +45,8 @@ class ProviderConfig:
     aws_credentials: tuple[str, str, str] | None = field(default=None, repr=False)
     timeout: float = 120.0
     max_retries: int = 2
+    #: Hugging Face in-process: unload a model idle this long (`hf_keep_loaded_minutes`).
+    keep_loaded_minutes: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,12 @@ class ProviderSpec:
             retries = int(settings.get("max_retries") if settings.get("max_retries") is not None else 2)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             timeout, retries = 120.0, 2
+        keep = 15.0
+        if self.protocol == "huggingface":
+            try:
+                keep = float(settings.get("hf_keep_loaded_minutes", 15))
+            except (TypeError, ValueError):
+                keep = 15.0
         return ProviderConfig(
             api_key=get(self.key_setting),
             base_url=base_url.rstrip("/"),
@@ -101,6 +109,7 @@ class ProviderSpec:
             aws_credentials=creds,
             timeout=timeout,
             max_retries=max(0, retries),
+            keep_loaded_minutes=keep,
         )
 
     def is_configured(self, config: ProviderConfig) -> bool:
