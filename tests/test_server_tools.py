@@ -188,3 +188,33 @@ async def test_gemini_code_execution_round_trip(gemini):
 async def test_gemini_url_context_is_web_fetch(gemini):
     await synapse.achat("gemini-2.5-flash", "Read https://example.org", tools=[synapse.server_tool("web_fetch")])
     assert gemini.last.json()["tools"] == [{"url_context": {}}]
+
+
+# --- content Synapse does not understand -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_anthropic_reply_of_unknown_blocks_is_an_error(anthropic, stream):
+    from synapse.errors import UpstreamUnavailableError
+
+    anthropic.reply(FakeReply(raw_content=[{"type": "container_upload", "file_id": "file_1"}]))
+    with pytest.raises(UpstreamUnavailableError, match=r"does not understand \(container_upload blocks\)"):
+        if stream:
+            async for _ in synapse.astream("claude-sonnet-4-5", "x"):
+                pass
+        else:
+            await synapse.achat("claude-sonnet-4-5", "x")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_gemini_reply_of_unknown_parts_is_an_error(gemini, stream):
+    from synapse.errors import UpstreamUnavailableError
+    from tests.fakes.gemini import GeminiReply
+
+    gemini.reply(GeminiReply(text="", raw_parts=[{"inlineData": {"mimeType": "image/png", "data": "iVBORw=="}}]))
+    with pytest.raises(UpstreamUnavailableError, match=r"does not understand \(inlineData parts\)"):
+        if stream:
+            async for _ in synapse.astream("gemini-2.5-flash", "draw"):
+                pass
+        else:
+            await synapse.achat("gemini-2.5-flash", "draw")

@@ -334,6 +334,7 @@ def decode_message(data: Any, provider: str = "anthropic") -> Response:
     server: list[ServerToolPart] = []
     citations: list[Source] = []
     cited: set[str] = set()
+    unknown: list[str] = []
     for block in data["content"]:
         if not isinstance(block, dict):
             raise ValueError("a content block is not an object")
@@ -355,6 +356,10 @@ def decode_message(data: Any, provider: str = "anthropic") -> Response:
             part = server_tool_part(block)
             if part is not None:
                 server.append(part)
+            else:
+                unknown.append(str(kind))
+    if unknown and not text and not calls and not server:
+        raise ValueError(f"the reply holds only content Synapse does not understand ({', '.join(unknown)} blocks)")
     _attach_thinking(calls, thinking)
     raw_stop = data.get("stop_reason")
     usage = data.get("usage")
@@ -377,7 +382,7 @@ class _StreamState:
     """Accumulates one streamed message into the same Response `chat` returns."""
 
     __slots__ = ("id", "model", "usage", "text", "reasoning", "blocks", "calls", "thinking", "stop", "done",
-                 "server", "citations", "cited")
+                 "server", "citations", "cited", "unknown")
 
     def __init__(self) -> None:
         self.id: str | None = None
@@ -395,6 +400,7 @@ class _StreamState:
         self.server: dict[int, ServerToolPart] = {}
         self.citations: list[Source] = []
         self.cited: set[str] = set()
+        self.unknown: list[str] = []
 
 
 # --- adapter ------------------------------------------------------------------------------
@@ -459,6 +465,9 @@ class AnthropicAdapter(Adapter):
             raise UpstreamUnavailableError(
                 f"{self.spec.label} closed the stream before message_stop (mid-stream)", provider=self.spec.id
             )
+        if st.unknown and not "".join(st.text) and not st.calls and not st.server:
+            raise self.protocol_error(
+                f"the reply holds only content Synapse does not understand ({', '.join(st.unknown)} blocks)")
         _attach_thinking(st.calls, st.thinking)
         yield ResponseDone(
             Response(
@@ -546,6 +555,8 @@ class AnthropicAdapter(Adapter):
             part = server_tool_part(cb)
             if part is not None and isinstance(index, int):  # a result block arrives whole
                 st.server[index] = part
+            elif part is None:
+                st.unknown.append(str(ckind))
             st.blocks[index] = [str(ckind), -1, None, cb]  # type: ignore[index]
             return []
         if kind == "content_block_stop":

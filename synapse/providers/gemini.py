@@ -372,7 +372,7 @@ class _Assembler:
     """Accumulates GenerateContentResponse chunks (one for chat, many for a stream)."""
 
     __slots__ = ("text", "reasoning", "calls", "finish", "usage", "response_id", "blocked", "seen", "candidates",
-                 "server", "grounding", "url_context")
+                 "server", "grounding", "url_context", "unknown")
 
     def __init__(self) -> None:
         self.text: list[str] = []
@@ -387,6 +387,7 @@ class _Assembler:
         self.server: list[ServerToolPart] = []
         self.grounding: dict[str, Any] | None = None
         self.url_context: dict[str, Any] | None = None
+        self.unknown: list[str] = []
 
     def feed(self, chunk: Any, events: list[StreamEvent] | None) -> None:
         if not isinstance(chunk, dict):
@@ -438,6 +439,16 @@ class _Assembler:
                     self.text.append(text)
                     if events is not None:
                         events.append(TextDelta(text))
+            else:
+                kinds = [k for k in part if k not in ("thoughtSignature", "thought", "partMetadata")]
+                if kinds:
+                    self.unknown.append(kinds[0])
+
+    def not_understood(self) -> str | None:
+        """What made an otherwise empty reply, when Synapse cannot read any of it."""
+        if self.text or self.calls or self.server or not self.unknown:
+            return None
+        return f"the reply holds only content Synapse does not understand ({', '.join(dict.fromkeys(self.unknown))} parts)"
 
     def _call(self, part: Mapping[str, Any], events: list[StreamEvent] | None) -> None:
         fc = part["functionCall"]
@@ -601,6 +612,8 @@ class GeminiAdapter(Adapter):
             raise self.protocol_error(f"generateContent returned an unreadable body ({exc})") from None
         if not asm.candidates and asm.blocked is None:
             raise self.protocol_error("generateContent returned neither candidates nor promptFeedback")
+        if asm.not_understood():
+            raise self.protocol_error(asm.not_understood() or "")
         return asm.response(self.spec.id, req.model)
 
     async def stream(self, req: Request) -> AsyncIterator[StreamEvent]:
@@ -632,6 +645,8 @@ class GeminiAdapter(Adapter):
             raise UpstreamUnavailableError(
                 f"{self.spec.label} ended the stream before its final chunk (mid-stream)", provider=self.spec.id
             )
+        if asm.not_understood():
+            raise self.protocol_error(asm.not_understood() or "")
         yield ResponseDone(asm.response(self.spec.id, req.model))
 
     def _stream_error(self, raw: bytes) -> ProviderError:

@@ -624,6 +624,8 @@ class AnthropicFake(FakeServer):
         }
         if reply.reasoning:
             usage["output_tokens_details"] = {"thinking_tokens": thinking_tokens}
+        if reply.raw_content is not None:  # blocks of kinds a client may not know
+            content = list(reply.raw_content)
         if server_use:
             usage["server_tool_use"] = server_use
         return {
@@ -689,8 +691,8 @@ class AnthropicFake(FakeServer):
                 args = json.dumps(block["input"])
                 deltas = [{"type": "input_json_delta", "partial_json": ""}]
                 deltas += [{"type": "input_json_delta", "partial_json": args[i : i + 7]} for i in range(0, len(args), 7)]
-            elif kind in _RESULT_TYPES:
-                start = block  # a result block arrives whole, with no deltas
+            elif kind in _RESULT_TYPES or kind not in ("thinking", "tool_use"):
+                start = block  # a result block (or a kind added later) arrives whole, with no deltas
             elif kind == "thinking":
                 start = {"type": "thinking", "thinking": "", "signature": ""}
                 deltas = [{"type": "thinking_delta", "thinking": p} for p in self._pieces(block["thinking"])]
