@@ -193,17 +193,21 @@ async def test_gemini_url_context_is_web_fetch(gemini):
 # --- content Synapse does not understand -----------------------------------------------------------
 
 
+async def _call(model, prompt, stream):
+    if stream:
+        async for _ in synapse.astream(model, prompt):
+            pass
+    else:
+        await synapse.achat(model, prompt)
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_anthropic_reply_of_unknown_blocks_is_an_error(anthropic, stream):
     from synapse.errors import UpstreamUnavailableError
 
     anthropic.reply(FakeReply(raw_content=[{"type": "container_upload", "file_id": "file_1"}]))
     with pytest.raises(UpstreamUnavailableError, match=r"does not understand \(container_upload blocks\)"):
-        if stream:
-            async for _ in synapse.astream("claude-sonnet-4-5", "x"):
-                pass
-        else:
-            await synapse.achat("claude-sonnet-4-5", "x")
+        await _call("claude-sonnet-4-5", "x", stream)
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -213,8 +217,4 @@ async def test_gemini_reply_of_unknown_parts_is_an_error(gemini, stream):
 
     gemini.reply(GeminiReply(text="", raw_parts=[{"inlineData": {"mimeType": "image/png", "data": "iVBORw=="}}]))
     with pytest.raises(UpstreamUnavailableError, match=r"does not understand \(inlineData parts\)"):
-        if stream:
-            async for _ in synapse.astream("gemini-2.5-flash", "draw"):
-                pass
-        else:
-            await synapse.achat("gemini-2.5-flash", "draw")
+        await _call("gemini-2.5-flash", "draw", stream)

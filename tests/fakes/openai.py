@@ -60,7 +60,7 @@ from typing import Any
 from aiohttp import web
 
 from .base import FakeReply, FakeServer, FakeToolCall, estimate_tokens
-from .openai_responses import RESPONSES_ONLY, ResponsesRoutes
+from .openai_responses import RESPONSES_ONLY, ResponsesRoutes, _pieces
 
 __all__ = ["OpenAIFake", "FakeReply", "FakeToolCall"]
 
@@ -628,13 +628,3 @@ def _prompt_text(body: dict[str, Any]) -> str:
     if body.get("tools"):
         texts.append(json.dumps(body["tools"]))
     return " ".join(t for t in texts if t)
-
-
-def _pieces(text: str, n: int | None = None) -> list[str]:
-    """Cut text into stream pieces: `n` roughly equal ones, or about one word each."""
-    if not text:
-        return []
-    if n is not None:
-        size = max(1, -(-len(text) // n))
-        return [text[i:i + size] for i in range(0, len(text), size)]
-    return re.findall(r"\S*\s*", text)[:-1] or [text]

@@ -434,6 +434,7 @@ class ResponsesRoutes:
 
 
 def _pieces(text: str, n: int | None = None) -> list[str]:
+    """Cut text into stream pieces: `n` roughly equal ones, or about one word each."""
     if not text:
         return []
     if n is not None:
