@@ -8,7 +8,8 @@
 
   // --- status ------------------------------------------------------------------------
 
-  function statusWords(st) {
+  function statusWords(st, data) {
+    if (st.state === "ok" && data && data.on_demand) return "Ready · " + st.models + " loaded";
     if (st.state === "ok") return "Connected · " + st.models + (st.models === 1 ? " model" : " models");
     if (st.state === "checking") return "Checking…";
     if (st.state === "error") return st.reason || "Failed";
@@ -28,10 +29,10 @@
     card.el.dataset.state = st.state;
     const dot = $(".dot", card.el);
     dot.dataset.state = st.state;
-    dot.setAttribute("aria-label", statusWords(st));
+    dot.setAttribute("aria-label", statusWords(st, data));
     const text = $(".status-text", card.el);
     text.dataset.state = st.state;
-    text.textContent = statusWords(st);
+    text.textContent = statusWords(st, data);
     const detail = $(".status-detail", card.el);
     detail.dataset.state = st.state;
     let words = "";
