@@ -65,6 +65,7 @@ __all__ = [
     "astream",
     "chat",
     "embed",
+    "server_tool",
     "stream",
 ]
 
@@ -73,6 +74,7 @@ _LAZY = {
     "chat": "client", "embed": "client", "stream": "client", "CallContext": "client",
     "SYNAPSE_VOLATILE": "caching",
     "Agent": "agents.agent",
+    "server_tool": "coerce",
     "Message": "types", "Response": "types", "Tool": "types", "ToolCall": "types", "Usage": "types",
 }
 
@@ -80,6 +82,7 @@ if TYPE_CHECKING:
     from .agents.agent import Agent
     from .caching import SYNAPSE_VOLATILE
     from .client import CallContext, achat, aembed, astream, chat, embed, stream
+    from .coerce import server_tool
     from .types import Message, Response, Tool, ToolCall, Usage
 
 

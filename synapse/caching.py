@@ -53,7 +53,20 @@ from typing import Any
 
 import orjson
 
-from .types import ImagePart, Message, Request, Response, TextPart, Tool, ToolCall, ToolResultPart, Usage
+from .types import (
+    ImagePart,
+    Message,
+    ReasoningPart,
+    Request,
+    Response,
+    ServerToolPart,
+    Source,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolResultPart,
+    Usage,
+)
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -297,6 +310,7 @@ def _canon_common(model: str, req: Request) -> list[Any]:
         req.model,
         [p.text for p in req.system],
         [[t.name, t.description, t.parameters] for t in req.tools],
+        [[t.name, t.options] for t in req.server_tools],
         req.tool_choice,
         req.max_tokens,
         req.temperature,
@@ -348,6 +362,9 @@ def _dump_response(r: Response) -> bytes:
             "model": r.model,
             "reasoning": r.reasoning,
             "id": r.id,
+            "reasoning_parts": [dataclasses.asdict(p) for p in r.reasoning_parts],
+            "server_tools": [dataclasses.asdict(p) for p in r.server_tools],
+            "citations": [dataclasses.asdict(c) for c in r.citations],
         }
     )
 
@@ -367,6 +384,12 @@ def _load_response(raw: bytes) -> Response:
         raw_stop_reason=d.get("raw_stop_reason"),
         reasoning=d.get("reasoning", ""),
         id=d.get("id"),
+        reasoning_parts=[ReasoningPart(**p) for p in d.get("reasoning_parts") or ()],
+        server_tools=[
+            ServerToolPart(**{**p, "sources": [Source(**src) for src in p.get("sources") or ()]})
+            for p in d.get("server_tools") or ()
+        ],
+        citations=[Source(**c) for c in d.get("citations") or ()],
     )
 
 

@@ -88,7 +88,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         else:
             mark = "configured" if p["configured"] else "not configured"
         if p["id"] == "hf" and not p["configured"]:
-            mark = "not installed (pip install transformers torch)"
+            mark = "not installed (pip install 'synapse-llm[hf]')"
         detail = []
         if p.get("key"):
             detail.append(f"key {p['key']} ({p['key_source']})")
@@ -260,6 +260,7 @@ async def _chat(args: argparse.Namespace) -> int:
 
     prompt = _read_prompt(args.prompt)
     kwargs: dict[str, Any] = {"system": args.system, "max_tokens": args.max_tokens, "temperature": args.temperature}
+    shown = _show_local_loading(args.model)
     try:
         if args.no_stream:
             response = await achat(args.model, prompt, **kwargs)
@@ -282,7 +283,27 @@ async def _chat(args: argparse.Namespace) -> int:
             _print_json(response.as_dict())
         return 0
     finally:
+        if shown is not None:
+            shown()
         await close_session()
+
+
+def _show_local_loading(model: str | None) -> Callable[[], None] | None:
+    """An in-process Hugging Face model's first load takes a while: say on stderr what it
+    is doing. Returns the function that stops it."""
+    from . import settings
+
+    name = (model or "").strip() or str(settings.load().get("model") or "").strip()
+    if not name.startswith("hf."):
+        return None
+    from .providers import huggingface
+
+    def show(progress: Any) -> None:
+        sys.stderr.write(f"synapse: {progress.describe()}\n")
+        sys.stderr.flush()
+
+    huggingface.add_progress_listener(show)
+    return lambda: huggingface.remove_progress_listener(show)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:

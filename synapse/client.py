@@ -266,8 +266,10 @@ def _begin(
     """Settings, route, adapter and canonical request for one chat call."""
     cfg = settings if settings is not None else settings_mod.load()
     route = _route(model, cfg)
-    adapter = adapter_for(route.spec, cfg)
+    adapter = adapter_for(route.spec, cfg, route.protocol)
     req = build_request(route.upstream_model, messages, **request)
+    if req.server_tools:
+        adapter.check_server_tools(req)
     return _Call(route, cfg, context, stream), adapter, req
 
 

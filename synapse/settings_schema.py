@@ -338,6 +338,10 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("local_compatible_models", "", "chat models of the local OpenAI-compatible server", _LIST),
     Setting("local_compatible_embed_models", "", "embedding models of the local OpenAI-compatible server", _LIST),
     Setting("prompt_cache_enabled", True, "place prompt-cache breakpoints (Anthropic, Bedrock)", _B),
+    Setting("openai_use_responses_api", False, "send every OpenAI model over POST /v1/responses, not Chat "
+            "Completions (models only the Responses API serves go there anyway)", _B),
+    Setting("hf_keep_loaded_minutes", 15, "minutes an idle in-process Hugging Face model stays loaded",
+            Number(ge=0, le=10_000)),
     # Base-URL overrides (corporate proxies, tests). OpenAI and xAI end in /v1;
     # Anthropic, Gemini and DeepSeek are the bare origin.
     Setting("anthropic_base_url", "", "Anthropic API origin override", Url("https://api.anthropic.com"),

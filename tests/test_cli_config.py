@@ -129,6 +129,6 @@ def test_info_says_hugging_face_needs_transformers(cli: Any, monkeypatch: pytest
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else real(name, *a))
-    assert "Hugging Face (Local)   not installed (pip install transformers torch)" in cli("info", "--no-check").out
+    assert "Hugging Face (Local)   not installed (pip install 'synapse-llm[hf]')" in cli("info", "--no-check").out
     hf = next(p for p in json.loads(cli("info", "--json", "--no-check").out)["providers"] if p["id"] == "hf")
     assert hf["configured"] is False

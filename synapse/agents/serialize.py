@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import SynapseError
-from ..types import ImagePart, Message, Part, TextPart, ToolCall, ToolResultPart
+from ..types import ImagePart, Message, Part, ReasoningPart, ServerToolPart, Source, TextPart, ToolCall, ToolResultPart
 
 __all__ = ["dump_message", "dump_messages", "dump_part", "load_message", "load_messages", "load_part", "register_part"]
 
@@ -35,19 +35,30 @@ def register_part(cls: type) -> type:
     return cls
 
 
-for _cls in (TextPart, ImagePart, ToolCall, ToolResultPart):
+for _cls in (TextPart, ImagePart, ToolCall, ToolResultPart, ReasoningPart, ServerToolPart):
     register_part(_cls)
+
+#: Dataclasses that appear inside a part's fields (ServerToolPart.sources), by name.
+_NESTED: dict[str, type] = {"Source": Source}
 
 
 def _enc(value: Any) -> Any:
     if isinstance(value, bytes):
         return {"$bytes": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, list):
+        return [_enc(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) and type(value).__name__ in _NESTED:
+        return {"$dc": type(value).__name__, **{f.name: _enc(getattr(value, f.name)) for f in dataclasses.fields(value)}}
     return value
 
 
 def _dec(value: Any) -> Any:
     if isinstance(value, dict) and len(value) == 1 and "$bytes" in value:
         return base64.b64decode(value["$bytes"])
+    if isinstance(value, list):
+        return [_dec(v) for v in value]
+    if isinstance(value, dict) and isinstance(value.get("$dc"), str) and value["$dc"] in _NESTED:
+        return _NESTED[value["$dc"]](**{k: _dec(v) for k, v in value.items() if k != "$dc"})
     return value
 
 

@@ -41,9 +41,11 @@ from ..types import (
     ImagePart,
     ModelInfo,
     ReasoningDelta,
+    ReasoningPart,
     Request,
     Response,
     ResponseDone,
+    ServerToolPart,
     StopReason,
     StreamEvent,
     TextDelta,
@@ -387,6 +389,8 @@ class BedrockAdapter(Adapter):
                     )
                 elif isinstance(p, ImagePart):
                     content.append(self._image(p))
+                elif isinstance(p, (ReasoningPart, ServerToolPart)):
+                    continue  # another API's opaque reasoning or provider-side tool blocks
                 else:  # pragma: no cover - the canonical types are closed
                     raise BadRequestError(f"{self.spec.label} cannot send a {type(p).__name__}", provider=self.spec.id)
                 if p.cache:

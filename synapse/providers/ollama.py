@@ -32,9 +32,11 @@ from ..types import (
     Message,
     ModelInfo,
     ReasoningDelta,
+    ReasoningPart,
     Request,
     Response,
     ResponseDone,
+    ServerToolPart,
     StopReason,
     StreamEvent,
     TextDelta,
@@ -106,6 +108,8 @@ def _encode_message(message: Message, out: list[dict[str, Any]]) -> None:
         elif isinstance(part, ToolResultPart):
             flush()
             out.append(_tool_message(part))
+        elif isinstance(part, (ReasoningPart, ServerToolPart)):
+            continue  # another API's opaque reasoning or provider-side tool blocks
         else:  # pragma: no cover - a new part type must be handled here
             raise TypeError(f"unsupported message part {type(part).__name__}")
     flush()

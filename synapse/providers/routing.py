@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import UnknownModelError
-from .catalog import PROVIDERS, ProviderSpec
+from .catalog import PROVIDERS, ProviderSpec, protocol_for
 from .catalog import get as get_spec
 
 __all__ = ["BARE_NAME_PROVIDER", "KNOWN_PREFIXES", "Route", "bare_name_provider", "default_embedding_model", "resolve"]
@@ -80,6 +80,13 @@ class Route:
     model: str
     #: True when the name matched no prefix and went to the `mode`'s provider.
     bare: bool = False
+    #: The wire protocol of this call ("" = the provider's own): OpenAI models can go
+    #: to the Responses API (`catalog.protocol_for`).
+    protocol: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.protocol:
+            object.__setattr__(self, "protocol", self.spec.protocol)
 
 
 def resolve(model: str, settings: Mapping[str, Any] | None = None, purpose: Literal["chat", "embed"] = "chat") -> Route:
@@ -98,9 +105,10 @@ def resolve(model: str, settings: Mapping[str, Any] | None = None, purpose: Lite
                 return Route(get_spec(provider_id), name, name)
     for prefix, spec in _NAME_PREFIXES:
         if name.startswith(prefix):
-            return Route(spec, name, name)
+            return Route(spec, name, name, protocol=protocol_for(spec, name, settings) if purpose == "chat" else "")
     if _O_SERIES.match(name):
-        return Route(get_spec("openai"), name, name)
+        spec = get_spec("openai")
+        return Route(spec, name, name, protocol=protocol_for(spec, name, settings) if purpose == "chat" else "")
     spec = get_spec(bare_name_provider(settings))
     return Route(spec, _with_profile(spec, name, settings, purpose), name, bare=True)
 

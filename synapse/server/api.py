@@ -174,7 +174,16 @@ def _card(spec: ProviderSpec, s: settings_mod.Settings, board: StatusBoard) -> d
         "env": env,
         "status": status.as_dict(),
         "on_demand": spec.protocol == "huggingface",
+        "loading": _hf_loading() if spec.protocol == "huggingface" else [],
     }
+
+
+def _hf_loading() -> list[dict[str, Any]]:
+    """Hugging Face model loads in this process (without importing transformers to ask)."""
+    import sys
+
+    module = sys.modules.get("synapse.providers.huggingface")
+    return module.loading() if module is not None else []
 
 
 def _providers_payload(request: Request) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from synapse.agents.sessions import SessionStore, replay, title_for
 from synapse.agents.spec import AgentError
 from synapse.agents.store import AgentNotFound, AgentStore
 from synapse.errors import SynapseError
-from synapse.types import ImagePart, Message, TextPart, ToolCall, ToolResultPart
+from synapse.types import ImagePart, Message, ReasoningPart, ServerToolPart, Source, TextPart, ToolCall, ToolResultPart
 
 THINKING = [{"type": "thinking", "thinking": "Let me think.", "signature": "EqQBCkYIBxgCKkD=="},
             {"type": "redacted_thinking", "data": "EmwKAhgBEgy..."}]
@@ -28,7 +28,13 @@ def sample() -> list[Message]:
                               ToolCall("toolu_1", "look", {"deep": [1, {"x": None}]}, provider_data={"anthropic_thinking": THINKING}),
                               ToolCall("fc_2", "zoom", {}, provider_data={"provider": "gemini", "thought_signature": "c2ln"})]),
         Message("user", [ToolResultPart("toolu_1", "a cat", "look"), ToolResultPart("fc_2", "boom", "zoom", is_error=True)]),
-        Message("assistant", [TextPart("A cat.")]),
+        Message("assistant", [
+            ReasoningPart("Looked closely.", "openai", {"type": "reasoning", "encrypted_content": "gAAAAB"}),
+            ServerToolPart("web_search", "result", "anthropic", id="srvtoolu_1", input={"query": "cats"},
+                           sources=[Source("https://example.com/cat", "Cats"), Source("https://example.org")],
+                           data=[{"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []}]),
+            TextPart("A cat."),
+        ]),
     ]
 
 
@@ -40,6 +46,8 @@ def test_the_serializer_round_trips_every_part_exactly() -> None:
     assert serialize.load_messages(stored) == messages
     assert stored[1]["content"][1]["provider_data"]["anthropic_thinking"][0]["signature"] == "EqQBCkYIBxgCKkD=="
     assert stored[0]["content"][1]["data"] == {"$bytes": "iVBORwD/"}
+    loaded = serialize.load_messages(stored)[3].content[1]
+    assert isinstance(loaded, ServerToolPart) and loaded.sources[0] == Source("https://example.com/cat", "Cats")
 
 
 def test_a_new_part_type_is_stored_by_registering_it() -> None:

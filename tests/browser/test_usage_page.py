@@ -60,7 +60,7 @@ def fill_ledger() -> None:
     calls: list[dict[str, Any]] = []
 
     def note(model: str, r: Any, **extra: Any) -> None:
-        calls.append({"model": model, "usage": dataclasses.asdict(r.usage), **extra})
+        calls.append({"model": model, "usage": r.usage.as_dict(), **extra})
 
     async def main() -> None:
         try:  # the fake answers this first request 529 Overloaded (the test set it up)

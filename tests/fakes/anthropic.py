@@ -36,6 +36,7 @@ tool result>" when the last user turn carries tool results) and counts tokens wi
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import itertools
 import json
@@ -67,6 +68,13 @@ ALIASES: dict[str, str] = {
     "claude-sonnet-4-0": "claude-sonnet-4-20250514",
     "claude-3-5-haiku-latest": "claude-3-5-haiku-20241022",
 }
+
+#: Provider-side tool types and the name each must have.
+_SERVER_TOOL_TYPES = {
+    "web_search_20250305": "web_search", "web_fetch_20250910": "web_fetch",
+    "code_execution_20250825": "code_execution",
+}
+_RESULT_TYPES = frozenset({"web_search_tool_result", "web_fetch_tool_result", "bash_code_execution_tool_result"})
 
 _TOP_LEVEL = frozenset(
     "model max_tokens messages system temperature top_p top_k stop_sequences stream tools tool_choice metadata "
@@ -349,6 +357,13 @@ class AnthropicFake(FakeServer):
                 raise bad(f"tools.{i}.name: Field required")
             if "input_schema" not in tool and tool.get("type") in (None, "custom"):
                 raise bad(f"tools.{i}.custom.input_schema: Field required")
+            kind = tool.get("type")
+            if kind not in (None, "custom"):
+                expected = _SERVER_TOOL_TYPES.get(kind)
+                if expected is None:
+                    raise bad(f"tools.{i}: Input tag '{kind}' found using 'type' does not match any of the expected tags")
+                if tool["name"] != expected:
+                    raise bad(f"tools.{i}.{kind}.name: Input should be '{expected}'")
             tool_names.add(tool["name"])
         choice = body.get("tool_choice")
         if choice is not None:
@@ -386,6 +401,7 @@ class AnthropicFake(FakeServer):
                         "Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
                     )
             seen_other = False
+            server_ids: set[Any] = set()
             for j, block in enumerate(content):
                 if not isinstance(block, dict):
                     raise bad(f"messages.{i}.content.{j}: Input should be a valid dictionary")
@@ -417,6 +433,16 @@ class AnthropicFake(FakeServer):
                         raise bad(
                             f"messages.{i}: `tool_result` blocks must come first in the content of a user message, "
                             "before any other content"
+                        )
+                elif kind == "server_tool_use" or kind in _RESULT_TYPES:
+                    if m["role"] != "assistant":
+                        raise bad(f"messages.{i}.content.{j}: {kind} blocks can only appear in assistant messages")
+                    if kind == "server_tool_use":
+                        server_ids.add(block.get("id"))
+                    elif block.get("tool_use_id") not in server_ids:
+                        raise bad(
+                            f"messages.{i}.content.{j}: `{kind}` block with tool_use_id {block.get('tool_use_id')} "
+                            "must follow the `server_tool_use` block with that id"
                         )
                 elif kind not in ("thinking", "redacted_thinking", "document", "search_result"):
                     raise bad(f"messages.{i}.content.{j}.type: Input tag '{kind}' found using 'type' does not match any of the expected tags")
@@ -614,8 +640,16 @@ class AnthropicFake(FakeServer):
         budget = body["max_tokens"] - thinking_tokens
         if stop_reason is None and estimate_tokens(text) > budget:
             text, stop_reason = text[: max(0, budget) * 4], "max_tokens"
+        server_use = self._server_blocks(body, reply, content)
         if text or not (reply.tool_calls and stop_reason is None):
-            content.append({"type": "text", "text": text})
+            block = {"type": "text", "text": text}
+            if server_use.get("web_search_requests") and reply.sources:
+                block["citations"] = [
+                    {"type": "web_search_result_location", "url": url, "title": title, "cited_text": text[:40],
+                     "encrypted_index": base64.b64encode(url.encode()).decode()}
+                    for url, title in reply.sources
+                ]
+            content.append(block)
         out_tokens = estimate_tokens(text) + thinking_tokens
         if stop_reason is None and reply.tool_calls:
             for call in reply.tool_calls:
@@ -638,6 +672,10 @@ class AnthropicFake(FakeServer):
         }
         if reply.reasoning:
             usage["output_tokens_details"] = {"thinking_tokens": thinking_tokens}
+        if reply.raw_content is not None:  # blocks of kinds a client may not know
+            content = list(reply.raw_content)
+        if server_use:
+            usage["server_tool_use"] = server_use
         return {
             "id": f"msg_01Fake{next(self._ids):016d}",
             "type": "message",
@@ -648,6 +686,30 @@ class AnthropicFake(FakeServer):
             "stop_sequence": stop_sequence,
             "usage": usage,
         }
+
+    def _server_blocks(self, body: dict[str, Any], reply: FakeReply, content: list[dict[str, Any]]) -> dict[str, int]:
+        """The provider-side tool blocks the model produced (only for tools the request enabled)."""
+        enabled = {t.get("name") for t in body.get("tools") or [] if t.get("type") in _SERVER_TOOL_TYPES}
+        use: dict[str, int] = {}
+        if not enabled:
+            return use
+        n = next(self._ids)
+        if "web_search" in enabled and reply.search_query:
+            tid = f"srvtoolu_01Search{n:08d}"
+            content.append({"type": "server_tool_use", "id": tid, "name": "web_search", "input": {"query": reply.search_query}})
+            content.append({"type": "web_search_tool_result", "tool_use_id": tid, "content": [
+                {"type": "web_search_result", "url": url, "title": title, "page_age": "2 days ago",
+                 "encrypted_content": base64.b64encode(f"{url}|{title}".encode()).decode()}
+                for url, title in reply.sources
+            ]})
+            use = {"web_search_requests": 1, "web_fetch_requests": 0}
+        if "code_execution" in enabled and reply.code:
+            tid = f"srvtoolu_01Code{n:08d}"
+            content.append({"type": "server_tool_use", "id": tid, "name": "bash_code_execution", "input": {"command": reply.code}})
+            content.append({"type": "bash_code_execution_tool_result", "tool_use_id": tid, "content": {
+                "type": "bash_code_execution_result", "stdout": reply.code_output, "stderr": "", "return_code": 0, "content": []}})
+            use = use or {"web_search_requests": 0, "web_fetch_requests": 0}
+        return use
 
     # --- streaming ---------------------------------------------------------------------------
 
@@ -669,8 +731,16 @@ class AnthropicFake(FakeServer):
             if kind == "text":
                 start = {"type": "text", "text": ""}
                 deltas = [{"type": "text_delta", "text": p} for p in self._pieces(block["text"])]
-            elif kind == "redacted_thinking":
-                start = dict(block)  # arrives whole in content_block_start, with no deltas
+                if block.get("citations"):
+                    start["citations"] = []
+                    deltas += [{"type": "citations_delta", "citation": c} for c in block["citations"]]
+            elif kind == "server_tool_use":
+                start = {**block, "input": {}}
+                args = json.dumps(block["input"])
+                deltas = [{"type": "input_json_delta", "partial_json": ""}]
+                deltas += [{"type": "input_json_delta", "partial_json": args[i : i + 7]} for i in range(0, len(args), 7)]
+            elif kind in _RESULT_TYPES or kind not in ("thinking", "tool_use"):
+                start = dict(block)  # redacted_thinking, a result block (or a kind added later) arrives whole, with no deltas
             elif kind == "thinking":
                 start = {"type": "thinking", "thinking": "", "signature": ""}
                 deltas = [{"type": "thinking_delta", "thinking": p} for p in self._pieces(block["thinking"])]
@@ -687,7 +757,8 @@ class AnthropicFake(FakeServer):
             events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
         final_usage = {
             k: usage[k]
-            for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens", "output_tokens_details")
+            for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens", "output_tokens_details",
+                      "server_tool_use")
             if k in usage
         }
         events.append((
