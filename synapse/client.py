@@ -27,7 +27,7 @@ from .caching import cache_mode, plan_prompt_cache
 from .embed_mode import EmbedMode, check_mode, prefixed
 from .errors import ConnectionFailedError, NotFoundError, ProviderError, SynapseError, UnknownModelError
 from .providers import adapter_for
-from .providers.routing import KNOWN_PREFIXES, Route, resolve
+from .providers.routing import KNOWN_PREFIXES, Route, default_embedding_model, resolve
 from .coerce import MessagesInput, SystemInput, ToolsInput, build_request, coerce_messages, coerce_tools
 from .types import (
     ReasoningDelta,
@@ -152,7 +152,7 @@ def _bare_name_error(route: Route, err: ProviderError, settings: Mapping[str, An
 
 def _is_bare_miss(route: Route, err: ProviderError) -> bool:
     """A bare name Ollama does not have, or an Ollama that is not running."""
-    return route.bare and isinstance(err, (NotFoundError, ConnectionFailedError))
+    return route.bare and route.spec.id == "ollama" and isinstance(err, (NotFoundError, ConnectionFailedError))
 
 
 def _flag(value: Any, default: bool = True) -> bool:
@@ -270,8 +270,10 @@ def _begin(
     """Settings, route, adapter and canonical request for one chat call."""
     cfg = settings if settings is not None else settings_mod.load()
     route = _route(model, cfg)
-    adapter = adapter_for(route.spec, cfg)
+    adapter = adapter_for(route.spec, cfg, route.protocol)
     req = build_request(route.upstream_model, messages, **request)
+    if req.server_tools:
+        adapter.check_server_tools(req)
     return _Call(route, cfg, context, stream), adapter, req
 
 
@@ -398,15 +400,17 @@ async def aembed(
     context: CallContext | None = None,
     mode: EmbedMode | None = None,
 ) -> list[list[float]]:
-    """Embed texts. With no model (and `embedding_model` empty) the bundled local model is used.
+    """Embed texts. With no model: `embedding_model`, else the default of the `mode` setting
+    (local: the bundled model).
 
-    `mode`: "query" for search queries, "document" for what is searched, in the form the
-    model expects (prefixes, Gemini task types: see synapse/embed_mode.py); None as before.
+    The `mode` argument (not the setting): "query" for search queries, "document" for what
+    is searched, in the form the model expects (prefixes, Gemini task types: see
+    synapse/embed_mode.py); None embeds as before.
     """
     mode = check_mode(mode)
     cfg = settings if settings is not None else settings_mod.load()
     items = [texts] if isinstance(texts, str) else list(texts)
-    name = (model or "").strip() or str(cfg.get("embedding_model") or "").strip()
+    name = (model or "").strip() or default_embedding_model(cfg)
     if not name or name == "local":
         from .embeddings_local import embed_local
 

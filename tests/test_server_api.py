@@ -411,16 +411,17 @@ def test_default_model_invalid(api: ApiClient, body: dict[str, Any], words: str)
 
 def test_general_settings(api: ApiClient, synapse_env: Path) -> None:
     g = api.get("/api/settings").json()
-    assert g == {"prompt_cache_enabled": True, "embedding_model": "", "mode": "cloud", "model": ""}
-    r = api.put("/api/settings", {"prompt_cache_enabled": False, "embedding_model": "text-embedding-3-small", "mode": "local"})
+    assert g == {"prompt_cache_enabled": True, "embedding_model": "", "mode": "local", "model": ""}
+    r = api.put("/api/settings", {"prompt_cache_enabled": False, "embedding_model": "text-embedding-3-small", "mode": "bedrock"})
     assert r.status == 200
     assert r.json()["prompt_cache_enabled"] is False
     saved = file_settings(synapse_env)
     assert saved["prompt_cache_enabled"] is False and saved["embedding_model"] == "text-embedding-3-small"
-    assert saved["mode"] == "local"
+    assert saved["mode"] == "bedrock"
     for body, words in [
         ({"prompt_cache_enabled": "yes"}, "true or false"),
-        ({"mode": "turbo"}, "mode must be one of: cloud, local"),
+        ({"mode": "turbo"}, "mode must be one of: local, cloud, bedrock"),
+        ({"prompt_cache_enabled": "false"}, "true or false"),  # JSON booleans only
         ({"anthropic_key": "sk-ant-x"}, "cannot be changed here"),
         ({"model": "x"}, "PUT /api/settings/model"),
         ({"embedding_model": "a b"}, "without spaces"),

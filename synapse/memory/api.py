@@ -15,7 +15,8 @@
 
 `{agent}` is an agent id or name, or `shared` / `*` for the memories every agent
 shares. Errors are `{"detail": "..."}`: 400 for bad input, 404 for an unknown agent or
-memory, 409 when a re-embed already runs. Mounted with one `include_router` line.
+memory, 409 when a re-embed already runs. Who may call it: the rest of /api/v1's rule
+(synapse/agents/access.py). Mounted with one `include_router` line.
 """
 
 from __future__ import annotations
@@ -23,16 +24,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from ..agents.access import require_access
 from ..errors import SynapseError
 from .records import MemoryNotFound, MemoryStoreError
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/agents/{agent}/memories", tags=["memory"])
+router = APIRouter(prefix="/api/v1/agents/{agent}/memories", tags=["memory"], dependencies=[Depends(require_access)])
 
 
 class AddBody(BaseModel):

@@ -40,39 +40,40 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         return c
 
     c = scoped("list", "list memories, most recently changed first")
-    c.add_argument("--limit", type=int, default=100)
+    c.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     c.add_argument("--with-shared", action="store_true", help="include the shared memories")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="print a JSON list of memories with every field")
     c.set_defaults(func=run, memory_func=_list)
 
     c = scoped("search", "search memories by meaning and words (the agent's own and the shared ones)")
-    c.add_argument("query", nargs="+")
+    c.add_argument("query", nargs="+", help="what to look for, in your own words")
     c.add_argument("-k", type=int, default=5, help="how many (default 5)")
-    c.add_argument("--mode", choices=("hybrid", "vector", "keyword"), default="hybrid")
+    c.add_argument("--mode", choices=("hybrid", "vector", "keyword"), default="hybrid",
+                   help="by meaning and words (default), by meaning only, or by words only")
     c.add_argument("--all", action="store_true", help="ignore the similarity threshold")
     c.add_argument("--json", action="store_true", help="print a JSON list with id, text, score")
     c.set_defaults(func=run, memory_func=_search)
 
     c = scoped("add", "add memories: each argument is one, or --file with one per line")
-    c.add_argument("text", nargs="*")
+    c.add_argument("text", nargs="*", help="one memory per argument")
     c.add_argument("--file", "-f", help="a text file with one memory per line (`-`: standard input)")
     c.set_defaults(func=run, memory_func=_add)
 
     c = scoped("edit", "replace a memory's text (the old text stays in its history)")
-    c.add_argument("id", type=int)
-    c.add_argument("text", nargs="+")
+    c.add_argument("id", type=int, help="the memory's id (see `synapse memory list`)")
+    c.add_argument("text", nargs="+", help="its new text")
     c.set_defaults(func=run, memory_func=_edit)
 
     c = scoped("forget", "delete memories for good (text and history), or --all of the agent's")
-    c.add_argument("ids", nargs="*", type=int)
+    c.add_argument("ids", nargs="*", type=int, help="ids of the memories to forget")
     c.add_argument("--all", action="store_true", help="forget everything the agent remembers")
     c.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     c.set_defaults(func=run, memory_func=_forget)
 
     c = scoped("history", "changes to the agent's memories (or one memory), newest first")
     c.add_argument("--id", type=int, help="only this memory")
-    c.add_argument("--limit", type=int, default=50)
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--limit", type=int, default=50, help="at most this many changes (default 50)")
+    c.add_argument("--json", action="store_true", help="print a JSON list of changes")
     c.set_defaults(func=run, memory_func=_history)
 
     c = sub.add_parser("restore", help="bring back the text a change replaced or deleted")

@@ -1,6 +1,7 @@
 """Which embedding model memories use, and embedding through the one call path.
 
-The model is the `embedding_model` setting; empty means the bundled local model. Its
+The model is the `embedding_model` setting, else the default of the `mode` setting (the
+bundled local model unless Bedrock or an OpenAI-compatible server is the default). Its
 vectors are stored under a key naming the provider and the upstream model
 (`local:multilingual-e5-small-q4`, `bedrock:amazon.titan-embed-text-v2:0`,
 `ollama:nomic-embed-text`), so two spellings of one model share vectors and two models
@@ -23,8 +24,11 @@ __all__ = ["configured_model", "embed_documents", "embed_query", "model_key"]
 
 
 def configured_model(settings: Mapping[str, Any]) -> str:
-    """The embedding model memories use: the setting, or "local" (the bundled model)."""
-    return str(settings.get("embedding_model") or "").strip() or "local"
+    """The embedding model memories use: the one `aembed` uses when none is named
+    (`embedding_model`, else the default of the `mode` setting), "local" for the bundled one."""
+    from ..providers.routing import default_embedding_model
+
+    return default_embedding_model(settings) or "local"
 
 
 def model_key(settings: Mapping[str, Any], model: str | None = None) -> str:

@@ -432,16 +432,13 @@ class MemoryStore:
 
 
 def resolve_agent(ref: object, settings: Mapping[str, Any] | None = None) -> str:
-    """The scope a person means by `ref`: "*" (or --shared) for the shared scope; an agent's
-    id or name (case-insensitive) for its own, once agents are stored; until then the
-    name itself."""
+    """The scope a person means by `ref`: "*" for the shared scope, else the stored agent
+    with that id or name (case-insensitive); MemoryNotFound lists the known agents."""
     ref = check_agent(ref)
     if ref == SHARED:
         return SHARED
-    try:
-        from ..agents.store import AgentStore  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:  # agents not installed yet: the name is the scope
-        return ref
+    from ..agents.store import AgentStore
+
     agents = AgentStore(settings)
     spec = agents.find(ref)
     if spec is None:

@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 
 from ..errors import SettingsError
+from ..agents.access import is_api_client
 from .auth import CSRF_HEADER, SESSION_COOKIE, SESSION_TTL, Session, SessionStore, UserStore, is_loopback
 from .status import AdapterFactory, StatusBoard
 
@@ -87,15 +88,17 @@ def create_app(
         if session is None:
             session = sessions.new()
         request.state.session = session
+        # Programs calling /api/v1 (no cookie, or an API key) are judged by its own access check.
+        api_client = is_api_client(request)
 
-        if login_required and session.user is None and not path.startswith(_PUBLIC):
+        if login_required and session.user is None and not path.startswith(_PUBLIC) and not api_client:
             if path.startswith("/api/"):
                 response: Response = error(401, "log in first", kind="login")
             else:
                 response = RedirectResponse("/login", status_code=303)
             return _finish(response, session, fresh, path)
 
-        if request.method not in _SAFE_METHODS:
+        if request.method not in _SAFE_METHODS and not api_client:
             problem = _csrf_problem(request, session, fresh)
             if problem:
                 return _finish(error(403, problem, kind="csrf"), session, fresh, path)
@@ -135,7 +138,15 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:
-        return RedirectResponse("/settings/models", status_code=303)
+        return RedirectResponse("/chat", status_code=303)
+
+    @app.get("/chat", include_in_schema=False)
+    async def chat_page(request: Request) -> HTMLResponse:
+        return page("chat.html", request)
+
+    @app.get("/agents", include_in_schema=False)
+    async def agents_page(request: Request) -> HTMLResponse:
+        return page("agents.html", request)
 
     @app.get("/settings", include_in_schema=False)
     async def settings_index() -> RedirectResponse:
@@ -165,6 +176,9 @@ def create_app(
     from ..usage.api import router as usage_router
 
     app.include_router(usage_router)
+    from ..agents.api import router as agents_router
+
+    app.include_router(agents_router)
     from ..memory.api import router as memory_router
 
     app.include_router(memory_router)
