@@ -253,7 +253,10 @@ class OrEmpty(Check):
     def __call__(self, label: str, value: Any, *, strict: bool = False) -> Any:
         if value is None or (isinstance(value, str) and not value.strip()):
             return ""
-        return self.inner(label, value, strict=strict)
+        try:
+            return self.inner(label, value, strict=strict)
+        except SettingsError:
+            raise SettingsError(f"{label} must be {self.expects}") from None
 
 
 class Token(Check):
