@@ -27,7 +27,7 @@ from .caching import cache_mode, plan_prompt_cache
 from .errors import ConnectionFailedError, NotFoundError, ProviderError, SynapseError, UnknownModelError
 from .providers import adapter_for
 from .providers.routing import KNOWN_PREFIXES, Route, resolve
-from .coerce import MessagesInput, SystemInput, ToolsInput, build_request, coerce_messages, coerce_tools
+from .coerce import MessagesInput, SystemInput, ToolsInput, bad_argument, build_request, coerce_messages, coerce_tools
 from .types import (
     ReasoningDelta,
     Request,
@@ -220,6 +220,9 @@ async def _prepare(
     if limit is not None:
         from .usage.limits import check_cost_limit
 
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)):
+            raise bad_argument("max_total_cost_usd", "a number of USD or None", limit)
+
         await asyncio.to_thread(check_cost_limit, float(limit), context, cfg, route.spec.id, route.upstream_model, req)
     req = plan_prompt_cache(req, route.spec.protocol, _flag(cfg.get("prompt_cache_enabled", True)))
     return req, None, slot
@@ -255,6 +258,16 @@ class _Call:
         return err
 
 
+def _check_call(model: Any, settings: Any, context: Any) -> None:
+    """The arguments every call takes, checked before anything is sent (BadRequestError)."""
+    if model is not None and not isinstance(model, str):
+        raise bad_argument("model", "a model name such as 'claude-sonnet-4-5' (a string) or None", model)
+    if settings is not None and not isinstance(settings, Mapping):
+        raise bad_argument("settings", "a settings mapping (synapse.settings.load()) or None", settings)
+    if context is not None and not isinstance(context, CallContext):
+        raise bad_argument("context", "a synapse.CallContext or None", context)
+
+
 def _begin(
     model: str | None,
     messages: MessagesInput,
@@ -264,6 +277,7 @@ def _begin(
     **request: Any,
 ) -> tuple[_Call, Any, Request]:
     """Settings, route, adapter and canonical request for one chat call."""
+    _check_call(model, settings, context)
     cfg = settings if settings is not None else settings_mod.load()
     route = _route(model, cfg)
     adapter = adapter_for(route.spec, cfg)
@@ -394,8 +408,9 @@ async def aembed(
     context: CallContext | None = None,
 ) -> list[list[float]]:
     """Embed texts. With no model (and `embedding_model` empty) the bundled local model is used."""
+    _check_call(model, settings, context)
+    items = _texts(texts)
     cfg = settings if settings is not None else settings_mod.load()
-    items = [texts] if isinstance(texts, str) else list(texts)
     name = (model or "").strip() or str(cfg.get("embedding_model") or "").strip()
     if not name or name == "local":
         from .embeddings_local import embed_local
@@ -410,6 +425,14 @@ async def aembed(
         raise call.failed(err) from None
     call.record()
     return vectors
+
+
+def _texts(texts: Any) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    if isinstance(texts, (list, tuple)) and all(isinstance(t, str) for t in texts):
+        return list(texts)
+    raise bad_argument("texts", "a string or a list of strings", texts)
 
 
 # --- synchronous forms ---------------------------------------------------------------
