@@ -71,6 +71,8 @@ DEFAULTS: dict[str, Any] = {
     # Call behaviour.
     "request_timeout": 120,
     "max_retries": 2,
+    # Seconds a whole call may take, retries included (streams: until the answer starts).
+    "request_deadline": 300,
     # Storage and caches.
     "database_url": "",
     "response_cache_ttl": 3600,

@@ -42,8 +42,11 @@ class ProviderConfig:
     embed_models: tuple[str, ...] = ()
     #: SigV4 credentials for Bedrock (access key, secret, session token), from the environment.
     aws_credentials: tuple[str, str, str] | None = field(default=None, repr=False)
+    #: Seconds one attempt may wait for the provider (connect, then each read).
     timeout: float = 120.0
     max_retries: int = 2
+    #: Seconds one call may take in all, retries included, until the answer starts (0: none).
+    deadline: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,10 @@ class ProviderSpec:
             retries = int(settings.get("max_retries") if settings.get("max_retries") is not None else 2)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             timeout, retries = 120.0, 2
+        try:
+            deadline = max(0.0, float(settings.get("request_deadline", 300.0)))
+        except (TypeError, ValueError):
+            deadline = 300.0
         return ProviderConfig(
             api_key=get(self.key_setting),
             base_url=base_url.rstrip("/"),
@@ -100,6 +107,7 @@ class ProviderSpec:
             aws_credentials=creds,
             timeout=timeout,
             max_retries=max(0, retries),
+            deadline=deadline,
         )
 
     def is_configured(self, config: ProviderConfig) -> bool:
