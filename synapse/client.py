@@ -250,12 +250,31 @@ class _Call:
                            usage or Usage(), outcome, self.stream, self.context, self.kind,
                            response_cache_hit, self.cfg))
 
-    def failed(self, err: SynapseError) -> SynapseError:
+    def failed(self, err: SynapseError, usage: Usage | None = None) -> SynapseError:
         """Record the failure; the error to raise (a bare-name miss is explained)."""
-        self.record(err.kind)
+        self.record(err.kind, usage)
         if isinstance(err, ProviderError) and _is_bare_miss(self.route, err):
             return _bare_name_error(self.route, err, self.cfg)
         return err
+
+
+def _outcome(exc: BaseException) -> str:
+    """The ledger outcome of a call that ended in `exc`."""
+    if isinstance(exc, SynapseError):
+        return exc.kind
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)):
+        return "cancelled"  # wait_for timed out, the task was cancelled, or the caller stopped reading
+    return "error"
+
+
+def _usage_so_far(req: Request) -> Usage | None:
+    """What the provider had reported when a stream stopped early (see Request.usage_so_far)."""
+    if req.usage_so_far is None:
+        return None
+    try:
+        return req.usage_so_far()
+    except Exception:  # a half-read usage object must not hide the real error
+        return None
 
 
 def _check_call(model: Any, settings: Any, context: Any) -> None:
@@ -327,6 +346,9 @@ async def achat(
         response = await adapter.chat(req)
     except ProviderError as err:
         raise call.failed(err) from None
+    except BaseException as exc:  # cancelled (asyncio.wait_for, a closed page), or a bug
+        call.record(_outcome(exc))  # nothing came back, so no usage is known
+        raise
     response.model = route.model
     call.record(usage=response.usage, ttft=call.elapsed())
     if slot is not None:
@@ -389,15 +411,22 @@ async def astream(
             yield event
     except ProviderError as err:
         if ttft is None:
-            raise call.failed(err) from None
-        call.record(err.kind, ttft=ttft)
+            raise call.failed(err, _usage_so_far(req)) from None
+        call.record(err.kind, _usage_so_far(req), ttft=ttft)
         raise
-    except BaseException as exc:  # the caller stopped reading, or a bug
-        call.record(exc.kind if isinstance(exc, SynapseError) else "cancelled", ttft=ttft)
+    except BaseException as exc:
+        if done is None:  # the caller stopped reading (or was cancelled) before the end, or a bug
+            call.record(_outcome(exc), _usage_so_far(req), ttft=ttft)
+        else:  # the caller stopped at the final event: the call completed
+            _stream_done(call, done, ttft, slot)
         raise
+    _stream_done(call, done, ttft, slot)
+
+
+def _stream_done(call: _Call, done: Response | None, ttft: float | None, slot: _CacheSlot | None) -> None:
     call.record(usage=done.usage if done is not None else None, ttft=ttft)
     if slot is not None and done is not None:
-        slot.store(route.model, done)
+        slot.store(call.route.model, done)
 
 
 async def aembed(
@@ -420,11 +449,15 @@ async def aembed(
     adapter = adapter_for(route.spec, cfg)
     call = _Call(route, cfg, context, stream=False, kind="embed")
     try:
-        vectors = await adapter.embed(route.upstream_model, items)
+        result = await adapter.embed(route.upstream_model, items)
     except ProviderError as err:
         raise call.failed(err) from None
-    call.record()
-    return vectors
+    except BaseException as exc:
+        call.record(_outcome(exc))
+        raise
+    # no count from the provider: 0 tokens, and the ledger prices the call as unknown
+    call.record(usage=Usage(input_tokens=result.input_tokens or 0))
+    return result.vectors
 
 
 def _texts(texts: Any) -> list[str]:

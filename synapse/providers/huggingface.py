@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import BadRequestError, ProviderNotInstalledError
 from ..types import (
+    Embeddings,
     ModelInfo,
     Request,
     Response,
@@ -136,7 +137,7 @@ class HuggingFaceAdapter(Adapter):
         _require_transformers()
         return []
 
-    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+    async def embed(self, model: str, texts: list[str]) -> Embeddings:
         _require_transformers()
         raise BadRequestError(
             "Hugging Face local embedding models are not supported yet: leave embedding_model empty for the "
