@@ -22,6 +22,11 @@ def _get_loop() -> asyncio.AbstractEventLoop:
     global _loop
     with _lock:
         if _loop is None or _loop.is_closed():
+            # The usage ledger starts on the loop's thread, where no signal handler can be
+            # installed: install its SIGTERM flush from the caller's (main) thread instead.
+            from .usage.ledger import install_sigterm_handler
+
+            install_sigterm_handler()
             loop = asyncio.new_event_loop()
             thread = threading.Thread(target=loop.run_forever, name="synapse-loop", daemon=True)
             thread.start()
