@@ -60,15 +60,17 @@ __all__ = [
     "Usage",
     "__version__",
     "achat",
+    "aclose",
     "aembed",
     "astream",
     "chat",
+    "closing",
     "embed",
     "stream",
 ]
 
 _LAZY = {
-    "achat": "client", "aembed": "client", "astream": "client",
+    "achat": "client", "aembed": "client", "astream": "client", "aclose": "client", "closing": "client",
     "chat": "client", "embed": "client", "stream": "client", "CallContext": "client",
     "SYNAPSE_VOLATILE": "caching",
     "Message": "types", "Response": "types", "Tool": "types", "ToolCall": "types", "Usage": "types",
@@ -76,7 +78,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .caching import SYNAPSE_VOLATILE
-    from .client import CallContext, achat, aembed, astream, chat, embed, stream
+    from .client import CallContext, achat, aclose, aembed, astream, chat, closing, embed, stream
     from .types import Message, Response, Tool, ToolCall, Usage
 
 

@@ -36,6 +36,8 @@ def _get_loop() -> asyncio.AbstractEventLoop:
 
 
 def _shutdown(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    """At exit: close the pooled connections, stop the loop, and close it (its self-pipe
+    would otherwise be reported as an unclosed socket and event loop)."""
     from .providers.transport import close_session
 
     if loop.is_closed():
@@ -46,6 +48,8 @@ def _shutdown(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None
         pass
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout=5)
+    if not thread.is_alive():
+        loop.close()
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -12,11 +12,15 @@
 
 `chat`, `stream` and `embed` are the same calls for synchronous code: they run on one
 long-lived background event loop, so connections stay pooled between calls.
+
+Connections are pooled per event loop and closed when that loop closes (`asyncio.run`
+closes its loop at the end); `aclose()` / `async with closing():` close them earlier.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,11 +48,13 @@ __all__ = [
     "CallContext",
     "CallRecord",
     "achat",
+    "aclose",
     "add_observer",
     "aembed",
     "astream",
     "build_request",
     "chat",
+    "closing",
     "coerce_messages",
     "coerce_tools",
     "embed",
@@ -466,6 +472,31 @@ def _texts(texts: Any) -> list[str]:
     if isinstance(texts, (list, tuple)) and all(isinstance(t, str) for t in texts):
         return list(texts)
     raise bad_argument("texts", "a string or a list of strings", texts)
+
+
+# --- connections -------------------------------------------------------------------
+
+
+async def aclose() -> None:
+    """Close the running event loop's pooled provider connections now.
+
+    Not needed with `asyncio.run`: a loop's connections close when the loop does. Use it
+    in code that keeps its loop (a server, a notebook) and wants the sockets back, or
+    before closing a loop that will not call `loop.close()`. The next call reconnects.
+    """
+    from .providers.transport import close_session
+
+    await close_session()
+
+
+@contextlib.asynccontextmanager
+async def closing() -> AsyncIterator[None]:
+    """`async with synapse.closing(): ...`: calls inside share pooled connections, which
+    are closed when the block ends (`aclose()`), even if it raises."""
+    try:
+        yield
+    finally:
+        await aclose()
 
 
 # --- synchronous forms ---------------------------------------------------------------

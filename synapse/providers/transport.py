@@ -64,7 +64,10 @@ _sessions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientS
 
 
 def session() -> aiohttp.ClientSession:
-    """The pooled client session of the running event loop, created on first use."""
+    """The pooled client session of the running event loop, created on first use.
+
+    It is closed when its loop closes (see `_close_with_loop`), so `asyncio.run(achat(...))`
+    in a loop leaves no socket and no "Unclosed client session" behind."""
     loop = asyncio.get_running_loop()
     s = _sessions.get(loop)
     if s is None or s.closed:
@@ -73,7 +76,58 @@ def session() -> aiohttp.ClientSession:
         # only pay for that when a proxy is actually configured.
         s = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=_proxy_configured())
         _sessions[loop] = s
+        _close_with_loop(loop)
     return s
+
+
+_HOOK = "_synapse_closes_sessions"
+
+
+def _close_with_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Make `loop.close()` close this loop's session first.
+
+    asyncio has no hook for "this loop is closing", so the loop instance's `close` is
+    wrapped (as minrk/asyncio-atexit does). `asyncio.run`, pytest-asyncio, uvicorn and
+    hand-made loops all end in `close()`, when the loop is stopped and can still run
+    the session's own async close. The wrapper holds the loop weakly, calls any wrapper
+    another library put there first, and is added once per loop. A loop that cannot
+    take an attribute keeps its session until `synapse.aclose()`.
+    """
+    if getattr(loop, _HOOK, False):
+        return
+    earlier = vars(loop).get("close") if hasattr(loop, "__dict__") else None
+    ref = weakref.ref(loop)
+
+    def close() -> None:
+        lp = ref()
+        if lp is None:
+            return
+        _close_on_stopped(lp)
+        if earlier is not None:
+            earlier()
+        else:
+            type(lp).close(lp)
+
+    try:
+        setattr(loop, "close", close)
+        setattr(loop, _HOOK, True)
+    except (AttributeError, TypeError):
+        pass
+
+
+def _close_on_stopped(loop: asyncio.AbstractEventLoop) -> None:
+    s = _sessions.pop(loop, None)
+    if s is None or s.closed or loop.is_closed() or loop.is_running():
+        return
+    try:
+        loop.run_until_complete(_close(s))
+    except Exception:  # a loop that cannot run any more: its sockets go with the process
+        pass
+
+
+async def _close(s: aiohttp.ClientSession) -> None:
+    await s.close()
+    await asyncio.sleep(0)  # let the transports run connection_lost: that closes the sockets
 
 
 def _proxy_configured() -> bool:
@@ -83,14 +137,14 @@ def _proxy_configured() -> bool:
 
 
 async def close_session() -> None:
-    """Close the running loop's session (call before the loop ends)."""
+    """Close the running loop's session now (`synapse.aclose()`); the next call opens a new one."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return
     s = _sessions.pop(loop, None)
     if s is not None and not s.closed:
-        await s.close()
+        await _close(s)
 
 
 class ErrorSource(Protocol):
