@@ -13,16 +13,13 @@ Results are recorded in bench/RESULTS.md.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
-import socket
-import statistics
 import sys
 import tempfile
 import threading
 import time
 
-from bench_callpath import upstream
+from bench_callpath import measure, start_upstream
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
 TICK = os.sysconf("SC_CLK_TCK")
@@ -37,43 +34,15 @@ def thread_cpu(thread: threading.Thread | None) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-async def measure(call, n: int, concurrency: int) -> tuple[float, float, float]:
-    """(calls/s, p50 ms, p99 ms)"""
-    latencies: list[float] = []
-    sem = asyncio.Semaphore(concurrency)
-
-    async def one() -> None:
-        async with sem:
-            t0 = time.perf_counter()
-            await call()
-            latencies.append(time.perf_counter() - t0)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(n)))
-    wall = time.perf_counter() - t0
-    latencies.sort()
-    return n / wall, statistics.median(latencies) * 1000, latencies[int(len(latencies) * 0.99) - 1] * 1000
-
-
 async def main() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = multiprocessing.Process(target=upstream, args=(port,), daemon=True)
-    proc.start()
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.1).close()
-            break
-        except OSError:
-            await asyncio.sleep(0.05)
+    proc, base = await start_upstream()
 
     os.environ["SYNAPSE_DATA_DIR"] = tempfile.mkdtemp(prefix="synapse-bench-")
     from synapse import achat, settings
     from synapse.providers.transport import close_session
     from synapse.usage import ledger as ledger_mod
 
-    settings.update({"openai_key": "sk-bench-0000000000", "openai_base_url": f"http://127.0.0.1:{port}/v1"})
+    settings.update({"openai_key": "sk-bench-0000000000", "openai_base_url": base})
     ledger = ledger_mod.ledger
     recorder = ledger.record
     inserts = 0

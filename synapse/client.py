@@ -445,6 +445,8 @@ async def aembed(
     """Embed texts. With no model (and `embedding_model` empty) the bundled local model is used."""
     _check_call(model, settings, context)
     items = _texts(texts)
+    if not items:
+        return []  # nothing to embed: no call, no row
     cfg = settings if settings is not None else settings_mod.load()
     name = (model or "").strip() or str(cfg.get("embedding_model") or "").strip()
     if not name or name == "local":

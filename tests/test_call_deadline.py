@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,10 +14,9 @@ from aiohttp import web
 import synapse
 from synapse.errors import ProviderTimeoutError, UpstreamUnavailableError
 from synapse.providers import transport
-from synapse.providers.base import Adapter
 from synapse.providers.catalog import ProviderConfig, get
-from synapse.types import Request, Response, StreamEvent
 from tests.fakes.base import FakeServer
+from tests.test_transport import Dummy
 
 
 async def test_the_timeout_message_says_the_attempts_and_the_total_time(
@@ -122,15 +121,6 @@ class SlowServer(FakeServer):
         await asyncio.sleep(10)
         await resp.write(b"1}")
         return resp
-
-
-class Dummy(Adapter):
-    async def chat(self, req: Request) -> Response:  # pragma: no cover - not used
-        raise NotImplementedError
-
-    async def stream(self, req: Request) -> AsyncIterator[StreamEvent]:  # pragma: no cover
-        raise NotImplementedError
-        yield
 
 
 @pytest.fixture(scope="module")

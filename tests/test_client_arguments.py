@@ -9,20 +9,11 @@ import pytest
 
 import synapse
 from synapse.errors import BadRequestError
-from tests.conftest import provider_fake
-from tests.fakes.ollama import OllamaFake
-
-
-@pytest.fixture(scope="module")
-def ollama_server():
-    yield from provider_fake(OllamaFake)
 
 
 @pytest.fixture
-def fake(ollama_server, configure):
-    ollama_server.reset()
-    configure(ollama_base_url=ollama_server.url, max_retries=0)
-    return ollama_server
+def fake(ollama: Any) -> Any:
+    return ollama
 
 
 OK_MESSAGES = [{"role": "user", "content": "hi"}]

@@ -30,6 +30,15 @@ def rows() -> list[dict[str, Any]]:
 LONG = "one two three four five six seven eight nine ten " * 4
 
 
+async def read_until(event_type: type, **call: Any) -> None:
+    """Stream a call and stop reading at its first event of `event_type`, as a caller that leaves."""
+    agen = synapse.astream("claude-sonnet-4-5", "hi", **call)
+    async for event in agen:
+        if isinstance(event, event_type):
+            break
+    await agen.aclose()  # type: ignore[attr-defined]
+
+
 async def test_an_achat_cancelled_by_wait_for_is_recorded(anthropic: Any) -> None:
     anthropic.hang_next(5)
     with pytest.raises(asyncio.TimeoutError):
@@ -55,11 +64,7 @@ async def test_an_astream_cancelled_while_waiting_is_recorded(anthropic: Any) ->
 
 async def test_a_stream_the_caller_stops_reading_keeps_the_input_tokens_already_billed(anthropic: Any) -> None:
     anthropic.reply(FakeReply(text=LONG, input_tokens=1234, output_tokens=40))
-    agen = synapse.astream("claude-sonnet-4-5", "hi")
-    async for event in agen:
-        if isinstance(event, TextDelta):
-            break
-    await agen.aclose()  # type: ignore[attr-defined]
+    await read_until(TextDelta)
     [row] = rows()
     assert row["outcome"] == "cancelled"
     assert row["input_tokens"] == 1234  # from message_start, before any text
@@ -69,11 +74,7 @@ async def test_a_stream_the_caller_stops_reading_keeps_the_input_tokens_already_
 
 async def test_a_stream_the_caller_leaves_at_its_final_event_is_a_complete_call(anthropic: Any) -> None:
     anthropic.reply(FakeReply(text="short answer", input_tokens=50, output_tokens=7))
-    agen = synapse.astream("claude-sonnet-4-5", "hi")
-    async for event in agen:
-        if isinstance(event, ResponseDone):
-            break
-    await agen.aclose()  # type: ignore[attr-defined]
+    await read_until(ResponseDone)
     [row] = rows()
     assert (row["outcome"], row["input_tokens"], row["output_tokens"]) == ("ok", 50, 7)
 

@@ -4,7 +4,6 @@ the provider reported no count at all (older Gemini answers)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,10 +14,7 @@ from synapse import settings as settings_mod
 from synapse import storage
 from synapse.providers import openai as openai_mod
 from synapse.usage.ledger import flush
-from tests.conftest import provider_fake
 from tests.fakes.base import estimate_tokens
-from tests.fakes.gemini import GeminiFake
-from tests.fakes.ollama import OllamaFake
 
 TEXTS = ["the first text to embed", "a second, somewhat longer text to embed here"]
 TOKENS = sum(estimate_tokens(t) for t in TEXTS)  # what every fake counts
@@ -30,16 +26,6 @@ def rows() -> list[dict[str, Any]]:
     assert flush(30)
     with storage.engine(settings=settings_mod.load()).connect() as conn:
         return [dict(r) for r in conn.execute(sa.select(usage_calls).order_by(usage_calls.c.id)).mappings()]
-
-
-@pytest.fixture(scope="module")
-def gemini_server() -> Iterator[GeminiFake]:
-    yield from provider_fake(GeminiFake)
-
-
-@pytest.fixture(scope="module")
-def ollama_server() -> Iterator[OllamaFake]:
-    yield from provider_fake(OllamaFake)
 
 
 async def test_openai_embedding_tokens_are_recorded_and_priced(openai: Any) -> None:
@@ -72,13 +58,9 @@ async def test_cohere_on_bedrock_counts_tokens_even_without_a_known_price(bedroc
     assert row["cost_usd"] is None  # genai-prices has no price for it: unknown, not $0
 
 
-async def test_gemini_tokens_when_the_answer_has_usage_and_unknown_when_not(
-    gemini_server: GeminiFake, configure: Any
-) -> None:
-    gemini_server.reset()
-    configure(**gemini_server.settings())
+async def test_gemini_tokens_when_the_answer_has_usage_and_unknown_when_not(gemini: Any) -> None:
     await synapse.aembed("gemini-embedding-001", TEXTS)
-    gemini_server.embed_usage = False  # an older answer: no usageMetadata
+    gemini.embed_usage = False  # an older answer: no usageMetadata
     await synapse.aembed("gemini-embedding-001", TEXTS)
     with_usage, without = rows()
     assert with_usage["input_tokens"] == TOKENS
@@ -86,9 +68,7 @@ async def test_gemini_tokens_when_the_answer_has_usage_and_unknown_when_not(
     assert (without["input_tokens"], without["cost_usd"], without["outcome"]) == (0, None, "ok")
 
 
-async def test_ollama_embedding_tokens_are_recorded_at_no_cost(ollama_server: OllamaFake, configure: Any) -> None:
-    ollama_server.reset()
-    configure(**ollama_server.settings())
+async def test_ollama_embedding_tokens_are_recorded_at_no_cost(ollama: Any) -> None:
     await synapse.aembed("ollama.nomic-embed-text", TEXTS)
     [row] = rows()
     assert (row["provider"], row["input_tokens"], row["cost_usd"]) == ("ollama", TOKENS, 0.0)

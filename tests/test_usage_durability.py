@@ -16,6 +16,8 @@ import sys
 import textwrap
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -207,23 +209,30 @@ def _ready_database(data: Path) -> None:
     assert db_rows(data) == [0]
 
 
-def test_a_database_locked_by_another_process_loses_no_row_and_keeps_the_order(
-    synapse_env: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setattr(ledger_mod, "WRITER_BUSY_MS", 100)  # the writer gives up a try after 0.1 s
-    _ready_database(synapse_env)
-    locker = start(LOCKER, synapse_env, str(synapse_env / "synapse.db"))
+@contextmanager
+def locked_by_another_process(data: Path) -> Iterator[None]:
+    """synapse.db held under an exclusive lock by a separate process until the block ends."""
+    locker = start(LOCKER, data, str(data / "synapse.db"))
     try:
         wait_for_lines(locker, 1)
-        for i in range(1, 2001):
-            record(rec(i))
-        assert not flush(1.0)  # locked well past the writer's busy timeout: several tries failed
-        assert ledger_mod.ledger.pending() >= 2000
+        yield
     finally:
         assert locker.stdin is not None
         locker.stdin.write("go\n")
         locker.stdin.flush()
         locker.communicate(timeout=10)
+
+
+def test_a_database_locked_by_another_process_loses_no_row_and_keeps_the_order(
+    synapse_env: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(ledger_mod, "WRITER_BUSY_MS", 100)  # the writer gives up a try after 0.1 s
+    _ready_database(synapse_env)
+    with locked_by_another_process(synapse_env):
+        for i in range(1, 2001):
+            record(rec(i))
+        assert not flush(1.0)  # locked well past the writer's busy timeout: several tries failed
+        assert ledger_mod.ledger.pending() >= 2000
     assert flush(30)
     assert db_rows(synapse_env) == list(range(2001))  # every row exactly once, in order
     said = [r.getMessage() for r in caplog.records if r.name == "synapse.usage"]
@@ -239,9 +248,7 @@ def test_past_the_memory_bound_rows_spill_to_disk_and_come_back_in_order(
     _ready_database(synapse_env)
     url = storage.database_url(settings_mod.load())
     spill = backlog_mod.spill_path(url, settings_mod.load())
-    locker = start(LOCKER, synapse_env, str(synapse_env / "synapse.db"))
-    try:
-        wait_for_lines(locker, 1)
+    with locked_by_another_process(synapse_env):
         for i in range(1, 1001):
             record(rec(i))
         flush(1.0)
@@ -252,11 +259,6 @@ def test_past_the_memory_bound_rows_spill_to_disk_and_come_back_in_order(
         assert oct(spill.stat().st_mode & 0o777) == "0o600"
         held = sum(b.held() for b in ledger_mod.ledger._backlogs.values())
         assert held <= 100  # memory stays bounded; the rest waits on disk
-    finally:
-        assert locker.stdin is not None
-        locker.stdin.write("go\n")
-        locker.stdin.flush()
-        locker.communicate(timeout=10)
     assert flush(30)
     assert db_rows(synapse_env) == list(range(1501))
     assert not spill.exists()
@@ -279,20 +281,13 @@ EXIT_WHILE_LOCKED = """
 
 def test_rows_a_process_could_not_write_before_it_exited_are_written_by_the_next(synapse_env: Path) -> None:
     _ready_database(synapse_env)
-    locker = start(LOCKER, synapse_env, str(synapse_env / "synapse.db"))
-    try:
-        wait_for_lines(locker, 1)
+    with locked_by_another_process(synapse_env):
         t0 = time.monotonic()
         child = subprocess.run([sys.executable, "-c", textwrap.dedent(EXIT_WHILE_LOCKED)], capture_output=True,
                                text=True, timeout=60, cwd=str(ROOT), env={**os.environ, "SYNAPSE_DATA_DIR": str(synapse_env)})
         assert child.returncode == 0, child.stderr
         assert time.monotonic() - t0 < 30  # it did not wait for the lock to go at exit
         assert "moved to" in child.stderr  # it said where the rows went
-    finally:
-        assert locker.stdin is not None
-        locker.stdin.write("go\n")
-        locker.stdin.flush()
-        locker.communicate(timeout=10)
     record(rec(1000))  # the next call to this database writes the spilled rows first
     assert flush(30)
     assert db_rows(synapse_env) == [0, *range(1, 301), 1000]

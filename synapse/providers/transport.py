@@ -279,7 +279,8 @@ async def _send(
     """The one retry loop: send until a 2xx arrives, the error may not be retried, or the
     call's deadline would pass."""
     cfg = source.config
-    started = time.monotonic()
+    clock = asyncio.get_running_loop().time  # the clock asyncio.timeout_at compares with
+    started = clock()
     deadline = started + cfg.deadline if cfg.deadline > 0 else None
     attempt = 0
     while True:
@@ -296,7 +297,7 @@ async def _send(
                     resp.release()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             if isinstance(exc, asyncio.TimeoutError):
-                now = time.monotonic()
+                now = clock()
                 hit = deadline is not None and now >= deadline
                 if hit or attempt >= cfg.max_retries:
                     raise _timed_out(source, attempt + 1, now - started, hit) from None
@@ -307,13 +308,13 @@ async def _send(
             err = source.error_from_response(resp.status, resp.headers, data)
             resp_headers = resp.headers
         if attempt >= cfg.max_retries or not _should_retry(err, resp_headers):
-            raise _gave_up(err, attempt + 1, time.monotonic() - started)
+            raise _gave_up(err, attempt + 1, clock() - started)
         delay = _delay(attempt, err)
         if delay is None:
-            raise _gave_up(err, attempt + 1, time.monotonic() - started)
-        if deadline is not None and time.monotonic() + delay >= deadline:
+            raise _gave_up(err, attempt + 1, clock() - started)
+        if deadline is not None and clock() + delay >= deadline:
             why = f"; another attempt would pass the {cfg.deadline:g} s request_deadline"
-            raise _gave_up(err, attempt + 1, time.monotonic() - started, why)
+            raise _gave_up(err, attempt + 1, clock() - started, why)
         attempt += 1
         await asyncio.sleep(delay)
 

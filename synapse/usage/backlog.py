@@ -21,9 +21,12 @@ logged. Failures are logged once per episode (when a database starts failing, wh
 rows first spill, when it recovers), never once per call.
 
 Two processes that share a data folder share its spill file; an advisory lock
-(`<file>.lock`) keeps their appends and replays apart. A kill -9 in the middle of a
-replay can write the replayed part of the file twice (the file is only trimmed after
-each committed chunk's successor fails, or removed at the end).
+(`<file>.lock`) keeps their appends and replays apart. A replay commits the file's rows
+chunk by chunk, then removes the file (or, when a chunk fails, rewrites it with the rows
+not written yet); a kill -9 between a commit and that removal writes those rows again.
+
+While the writer thread waits on a lock (at most the ledger's WRITER_BUSY_MS per try),
+new records wait in the ledger's queue: memory grows by at most the call rate times that.
 """
 
 from __future__ import annotations

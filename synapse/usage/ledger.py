@@ -206,7 +206,7 @@ class Ledger:
             urgent = False
             # Linger a moment to gather a batch: one transaction per batch, not per call,
             # keeps the writer's share of the GIL (and so the callers' latency) small.
-            # A flush or stop ends the wait at once.
+            # A flush or a drain ends the wait at once.
             deadline = time.monotonic() + self.linger
             taken = 0
             while item is not None:
