@@ -125,7 +125,8 @@ class SlowServer(FakeServer):
 
 @pytest.fixture(scope="module")
 def slow() -> Iterator[SlowServer]:
-    s = SlowServer().start()
+    s = SlowServer()
+    s.start()
     yield s
     s.stop()
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from synapse import settings as settings_mod
 from synapse import storage
