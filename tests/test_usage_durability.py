@@ -76,11 +76,19 @@ def terminate(proc: subprocess.Popen[str], lines: list[str]) -> tuple[int, int, 
 
 # --- SIGTERM ----------------------------------------------------------------------------------------
 
-SOAK = """
-    import asyncio, sys
+#: The child's first call, written before the soak: creating the database (imports,
+#: migrations) is not what these tests time; then a 30 s linger keeps every row queued.
+WARM = """
     import synapse
     from synapse.usage.ledger import ledger
-    ledger.linger = 30  # rows stay queued: only a flush at SIGTERM can write them
+    synapse.chat("claude-sonnet-4-5", "warm up")
+    assert ledger.flush(120)
+    print("ok", flush=True)
+    ledger.linger = 30  # rows stay queued: only a drain at exit can write them
+"""
+
+SOAK = WARM + """
+    import asyncio, sys
     mode = sys.argv[1]
     if mode == "sync":
         while True:
@@ -107,11 +115,8 @@ def test_sigterm_writes_every_call_that_returned(anthropic: Any, synapse_env: Pa
     assert returned <= len(rows) <= returned + in_flight, (returned, len(rows))
 
 
-APP_HANDLER = """
+APP_HANDLER = WARM + """
     import signal, sys
-    import synapse
-    from synapse.usage.ledger import ledger
-    ledger.linger = 30
     def mine(signum, frame):
         print("mine", flush=True)
         sys.exit(3)  # atexit still runs: the ledger drains there
@@ -133,13 +138,10 @@ def test_a_sigterm_handler_the_application_set_is_kept(anthropic: Any, synapse_e
     assert returned <= len(db_rows(synapse_env)) <= returned + 1
 
 
-SERVE = """
+SERVE = WARM + """
     import socket
     import uvicorn
-    import synapse
     from synapse.server.app import create_app
-    from synapse.usage.ledger import ledger
-    ledger.linger = 30
     app = create_app("127.0.0.1")
 
     @app.get("/test-chat")
@@ -158,8 +160,8 @@ SERVE = """
 
 def test_sigterm_to_a_server_writes_every_call_it_answered(anthropic: Any, synapse_env: Path) -> None:
     proc = start(SERVE, synapse_env)
-    port = int(wait_for_lines(proc, 1)[0])
-    answered = 0
+    port = int(wait_for_lines(proc, 2)[1])
+    answered = 1  # the warm-up call
     for _ in range(30):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/test-chat", timeout=30) as resp:
             assert resp.status == 200

@@ -58,8 +58,10 @@ class _Drain:
 
 #: How long the writer waits for more records before writing a batch.
 LINGER_SECONDS = 0.2
-#: How long exit (atexit, SIGTERM) waits for the writer before spilling what is left.
-EXIT_FLUSH_SECONDS = 10.0
+#: How long a normal exit waits for the writer (a first write may import and migrate).
+EXIT_DRAIN_SECONDS = 30.0
+#: How long SIGTERM waits: supervisors kill a process that lingers (Docker after 10 s).
+SIGTERM_DRAIN_SECONDS = 8.0
 #: Records waiting in the queue that make the writer "behind" (logged once per episode).
 BEHIND_WARN = 50_000
 
@@ -169,7 +171,7 @@ class Ledger:
             self._thread = thread
             if not self._atexit:
                 self._atexit = True
-                atexit.register(self.drain)
+                atexit.register(self.drain, EXIT_DRAIN_SECONDS)
         install_sigterm_handler()
 
     def flush(self, timeout: float | None = 30.0) -> bool:
@@ -183,7 +185,7 @@ class Ledger:
         self._q.put(done)
         return done.wait(timeout)
 
-    def drain(self, timeout: float = EXIT_FLUSH_SECONDS) -> bool:
+    def drain(self, timeout: float = EXIT_DRAIN_SECONDS) -> bool:
         """Before the process ends (atexit, SIGTERM, server shutdown): write everything
         queued, and move what a failing database holds to its spill file instead of
         waiting for it to recover. False if the writer did not finish in `timeout`."""
@@ -373,7 +375,7 @@ def install_sigterm_handler() -> bool:
 def _on_sigterm(signum: int, frame: Any) -> None:
     global _sigterm_installed
     try:
-        ledger.drain()
+        ledger.drain(SIGTERM_DRAIN_SECONDS)
     finally:
         _sigterm_installed = False
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
