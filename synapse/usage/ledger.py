@@ -204,26 +204,27 @@ class Ledger:
     def _run(self) -> None:
         while True:
             item = self._next(self._until_retry())
+            records: list["CallRecord"] = []
+            flushes: list[threading.Event] = []
             drains: list[_Drain] = []
-            urgent = False
             # Linger a moment to gather a batch: one transaction per batch, not per call,
-            # keeps the writer's share of the GIL (and so the callers' latency) small.
-            # A flush or a drain ends the wait at once.
+            # keeps the writer's share of the GIL (and so the callers' latency) small;
+            # records are priced after the wait, in one go. A flush or a drain ends the
+            # wait at once, so every record taken came before it.
             deadline = time.monotonic() + self.linger
-            taken = 0
             while item is not None:
                 if isinstance(item, _Drain):
                     drains.append(item)
-                    urgent = True
                 elif isinstance(item, threading.Event):
-                    self._waiters.append((self._seq, item))
-                    urgent = True
+                    flushes.append(item)
                 else:
-                    self._take(item)
-                    taken += 1
-                if urgent or taken >= BATCH_MAX:
+                    records.append(item)
+                if flushes or drains or len(records) >= BATCH_MAX:
                     break
                 item = self._next(deadline - time.monotonic())
+            for rec in records:
+                self._take(rec)
+            self._waiters.extend((self._seq, event) for event in flushes)
             self._check_behind()
             self._write_due(final=bool(drains))
             self._release_waiters()
