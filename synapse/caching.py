@@ -286,9 +286,9 @@ def cache_mode(value: Any) -> str | None:
         return "exact"
     if text == "semantic":
         return "semantic"
-    from .errors import SynapseError
+    from .errors import BadRequestError
 
-    raise SynapseError(f"cache must be 'exact', 'semantic' or off, not {value!r}")
+    raise BadRequestError(f"cache must be 'exact', 'semantic' or off, not {value!r}")
 
 
 def _canon_part(p: Any) -> Any:

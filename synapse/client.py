@@ -12,11 +12,15 @@
 
 `chat`, `stream` and `embed` are the same calls for synchronous code: they run on one
 long-lived background event loop, so connections stay pooled between calls.
+
+Connections are pooled per event loop and closed when that loop closes (`asyncio.run`
+closes its loop at the end); `aclose()` / `async with closing():` close them earlier.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +31,7 @@ from .caching import cache_mode, plan_prompt_cache
 from .errors import ConnectionFailedError, NotFoundError, ProviderError, SynapseError, UnknownModelError
 from .providers import adapter_for
 from .providers.routing import KNOWN_PREFIXES, Route, default_embedding_model, resolve
-from .coerce import MessagesInput, SystemInput, ToolsInput, build_request, coerce_messages, coerce_tools
+from .coerce import MessagesInput, SystemInput, ToolsInput, bad_argument, build_request, coerce_messages, coerce_tools
 from .types import (
     ReasoningDelta,
     Request,
@@ -44,11 +48,13 @@ __all__ = [
     "CallContext",
     "CallRecord",
     "achat",
+    "aclose",
     "add_observer",
     "aembed",
     "astream",
     "build_request",
     "chat",
+    "closing",
     "coerce_messages",
     "coerce_tools",
     "embed",
@@ -220,6 +226,9 @@ async def _prepare(
     if limit is not None:
         from .usage.limits import check_cost_limit
 
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)):
+            raise bad_argument("max_total_cost_usd", "a number of USD or None", limit)
+
         await asyncio.to_thread(check_cost_limit, float(limit), context, cfg, route.spec.id, route.upstream_model, req)
     req = plan_prompt_cache(req, route.spec.protocol, _flag(cfg.get("prompt_cache_enabled", True)))
     return req, None, slot
@@ -247,12 +256,41 @@ class _Call:
                            usage or Usage(), outcome, self.stream, self.context, self.kind,
                            response_cache_hit, self.cfg))
 
-    def failed(self, err: SynapseError) -> SynapseError:
+    def failed(self, err: SynapseError, usage: Usage | None = None) -> SynapseError:
         """Record the failure; the error to raise (a bare-name miss is explained)."""
-        self.record(err.kind)
+        self.record(err.kind, usage)
         if isinstance(err, ProviderError) and _is_bare_miss(self.route, err):
             return _bare_name_error(self.route, err, self.cfg)
         return err
+
+
+def _outcome(exc: BaseException) -> str:
+    """The ledger outcome of a call that ended in `exc`."""
+    if isinstance(exc, SynapseError):
+        return exc.kind
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)):
+        return "cancelled"  # wait_for timed out, the task was cancelled, or the caller stopped reading
+    return "error"
+
+
+def _usage_so_far(req: Request) -> Usage | None:
+    """What the provider had reported when a stream stopped early (see Request.usage_so_far)."""
+    if req.usage_so_far is None:
+        return None
+    try:
+        return req.usage_so_far()
+    except Exception:  # a half-read usage object must not hide the real error
+        return None
+
+
+def _check_call(model: Any, settings: Any, context: Any) -> None:
+    """The arguments every call takes, checked before anything is sent (BadRequestError)."""
+    if model is not None and not isinstance(model, str):
+        raise bad_argument("model", "a model name such as 'claude-sonnet-4-5' (a string) or None", model)
+    if settings is not None and not isinstance(settings, Mapping):
+        raise bad_argument("settings", "a settings mapping (synapse.settings.load()) or None", settings)
+    if context is not None and not isinstance(context, CallContext):
+        raise bad_argument("context", "a synapse.CallContext or None", context)
 
 
 def _begin(
@@ -264,6 +302,7 @@ def _begin(
     **request: Any,
 ) -> tuple[_Call, Any, Request]:
     """Settings, route, adapter and canonical request for one chat call."""
+    _check_call(model, settings, context)
     cfg = settings if settings is not None else settings_mod.load()
     route = _route(model, cfg)
     adapter = adapter_for(route.spec, cfg, route.protocol)
@@ -315,6 +354,9 @@ async def achat(
         response = await adapter.chat(req)
     except ProviderError as err:
         raise call.failed(err) from None
+    except BaseException as exc:  # cancelled (asyncio.wait_for, a closed page), or a bug
+        call.record(_outcome(exc))  # nothing came back, so no usage is known
+        raise
     response.model = route.model
     call.record(usage=response.usage, ttft=call.elapsed())
     if slot is not None:
@@ -377,15 +419,22 @@ async def astream(
             yield event
     except ProviderError as err:
         if ttft is None:
-            raise call.failed(err) from None
-        call.record(err.kind, ttft=ttft)
+            raise call.failed(err, _usage_so_far(req)) from None
+        call.record(err.kind, _usage_so_far(req), ttft=ttft)
         raise
-    except BaseException as exc:  # the caller stopped reading, or a bug
-        call.record(exc.kind if isinstance(exc, SynapseError) else "cancelled", ttft=ttft)
+    except BaseException as exc:
+        if done is None:  # the caller stopped reading (or was cancelled) before the end, or a bug
+            call.record(_outcome(exc), _usage_so_far(req), ttft=ttft)
+        else:  # the caller stopped at the final event: the call completed
+            _stream_done(call, done, ttft, slot)
         raise
+    _stream_done(call, done, ttft, slot)
+
+
+def _stream_done(call: _Call, done: Response | None, ttft: float | None, slot: _CacheSlot | None) -> None:
     call.record(usage=done.usage if done is not None else None, ttft=ttft)
     if slot is not None and done is not None:
-        slot.store(route.model, done)
+        slot.store(call.route.model, done)
 
 
 async def aembed(
@@ -396,8 +445,11 @@ async def aembed(
     context: CallContext | None = None,
 ) -> list[list[float]]:
     """Embed texts. With no model: `embedding_model`, else the `mode`'s default (local: the bundled model)."""
+    _check_call(model, settings, context)
+    items = _texts(texts)
+    if not items:
+        return []  # nothing to embed: no call, no row
     cfg = settings if settings is not None else settings_mod.load()
-    items = [texts] if isinstance(texts, str) else list(texts)
     name = (model or "").strip() or default_embedding_model(cfg)
     if not name or name == "local":
         from .embeddings_local import embed_local
@@ -407,11 +459,48 @@ async def aembed(
     adapter = adapter_for(route.spec, cfg)
     call = _Call(route, cfg, context, stream=False, kind="embed")
     try:
-        vectors = await adapter.embed(route.upstream_model, items)
+        result = await adapter.embed(route.upstream_model, items)
     except ProviderError as err:
         raise call.failed(err) from None
-    call.record()
-    return vectors
+    except BaseException as exc:
+        call.record(_outcome(exc))
+        raise
+    # no count from the provider: 0 tokens, and the ledger prices the call as unknown
+    call.record(usage=Usage(input_tokens=result.input_tokens or 0))
+    return result.vectors
+
+
+def _texts(texts: Any) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    if isinstance(texts, (list, tuple)) and all(isinstance(t, str) for t in texts):
+        return list(texts)
+    raise bad_argument("texts", "a string or a list of strings", texts)
+
+
+# --- connections -------------------------------------------------------------------
+
+
+async def aclose() -> None:
+    """Close the running event loop's pooled provider connections now.
+
+    Not needed with `asyncio.run`: a loop's connections close when the loop does. Use it
+    in code that keeps its loop (a server, a notebook) and wants the sockets back, or
+    before closing a loop that will not call `loop.close()`. The next call reconnects.
+    """
+    from .providers.transport import close_session
+
+    await close_session()
+
+
+@contextlib.asynccontextmanager
+async def closing() -> AsyncIterator[None]:
+    """`async with synapse.closing(): ...`: calls inside share pooled connections, which
+    are closed when the block ends (`aclose()`), even if it raises."""
+    try:
+        yield
+    finally:
+        await aclose()
 
 
 # --- synchronous forms ---------------------------------------------------------------

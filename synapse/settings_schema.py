@@ -357,7 +357,8 @@ SCHEMA: tuple[Setting, ...] = (
             Url("https://bedrock.us-east-1.amazonaws.com")),
     # Call behaviour.
     Setting("request_timeout", 120, "seconds to wait for each attempt of a provider call", Number(gt=0, le=_DAY)),
-    Setting("request_deadline", 300, "seconds a whole call may take, retries included", Number(gt=0, le=_DAY)),
+    Setting("request_deadline", 300, "seconds a whole call may take, retries and backoff included (a stream: "
+            "until its answer starts); 0: no deadline", Number(ge=0, le=_DAY)),
     Setting("max_retries", 2, "retries after a failed attempt (rate limits, overloads, 5xx)",
             Number(ge=0, le=100, whole=True)),
     # Storage and caches.

@@ -40,6 +40,7 @@ from ..errors import (
     UpstreamUnavailableError,
 )
 from ..types import (
+    Embeddings,
     ImagePart,
     Message,
     ModelInfo,
@@ -449,6 +450,7 @@ class AnthropicAdapter(Adapter):
         body = transport.dumps(encode_request(req, stream=True))
         resp = await transport.open_stream(self, "POST", self._messages_url, headers=self.headers_for(req), body=body)
         st = _StreamState()
+        req.usage_so_far = lambda: map_usage(st.usage)  # input tokens are known from message_start
         async with resp:
             async for sse in transport.iter_sse(resp, self):
                 try:
@@ -641,7 +643,7 @@ class AnthropicAdapter(Adapter):
             raise self.protocol_error("the model list is not {data: [...]}") from None
         return page, bool(data.get("has_more")), data.get("last_id")
 
-    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+    async def embed(self, model: str, texts: list[str]) -> Embeddings:
         raise BadRequestError(
             f"{self.spec.label} offers no embedding models (Anthropic points to Voyage AI): "
             "pick another provider's embedding model or leave embedding_model empty for the local one",

@@ -19,7 +19,7 @@ from ..errors import (
     RateLimitError,
     UpstreamUnavailableError,
 )
-from ..types import ModelInfo, Request, Response, StreamEvent
+from ..types import Embeddings, ModelInfo, Request, Response, StreamEvent
 from .catalog import ProviderConfig, ProviderSpec
 from .transport import loads, parse_retry_after
 
@@ -86,7 +86,8 @@ class Adapter(abc.ABC):
         """A cheap check that the key (or base URL) works; returns the models on success."""
         return await self.list_models()
 
-    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+    async def embed(self, model: str, texts: list[str]) -> Embeddings:
+        """One vector per text, in order, with the input tokens the provider billed for them."""
         raise BadRequestError(f"{self.spec.label} offers no embedding models", provider=self.spec.id)
 
     def check_server_tools(self, req: Request) -> None:

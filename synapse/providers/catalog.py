@@ -43,12 +43,15 @@ class ProviderConfig:
     embed_models: tuple[str, ...] = ()
     #: SigV4 credentials for Bedrock (access key, secret, session token), from the environment.
     aws_credentials: tuple[str, str, str] | None = field(default=None, repr=False)
+    #: Seconds one attempt may wait for the provider (connect, then each read).
     timeout: float = 120.0
     max_retries: int = 2
     #: Whether bare model names (no prefix) route here under the `mode` setting.
     bare_names: bool = False
     #: Hugging Face in-process: unload a model idle this long (`hf_keep_loaded_minutes`).
     keep_loaded_minutes: float = 15.0
+    #: Seconds one call may take in all, retries included, until the answer starts (0: none).
+    deadline: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,10 @@ class ProviderSpec:
                 keep = float(settings.get("hf_keep_loaded_minutes", 15))
             except (TypeError, ValueError):
                 keep = 15.0
+        try:
+            deadline = max(0.0, float(settings.get("request_deadline", 300.0)))
+        except (TypeError, ValueError):
+            deadline = 300.0
         return ProviderConfig(
             api_key=get(self.key_setting),
             base_url=base_url.rstrip("/"),
@@ -115,6 +122,7 @@ class ProviderSpec:
             max_retries=max(0, retries),
             bare_names=bare_name_provider(settings) == self.id,
             keep_loaded_minutes=keep,
+            deadline=deadline,
         )
 
     def is_configured(self, config: ProviderConfig) -> bool:

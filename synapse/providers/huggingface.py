@@ -31,6 +31,7 @@ from typing import Any
 from ..errors import BadRequestError, ContextTooLongError, ProviderNotInstalledError
 from ..types import (
     ImagePart,
+    Embeddings,
     ModelInfo,
     ReasoningPart,
     Request,
@@ -634,7 +635,7 @@ class HuggingFaceAdapter(Adapter):
         return (f"transformers {info['transformers']} and torch {info['torch']} installed; models run on "
                 f"{info['device']}" + (f"; loaded: {loaded}" if loaded else "; no model loaded yet"))
 
-    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+    async def embed(self, model: str, texts: list[str]) -> Embeddings:
         _require()
         raise BadRequestError(
             "Hugging Face local embedding models are not supported yet: leave embedding_model empty for the "

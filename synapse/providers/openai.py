@@ -44,6 +44,7 @@ from ..errors import (
     ProviderError,
 )
 from ..types import (
+    Embeddings,
     ImagePart,
     Message,
     ModelInfo,
@@ -362,7 +363,7 @@ class OpenAIAdapter(Adapter):
 
     # --- embeddings ---------------------------------------------------------------------------
 
-    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+    async def embed(self, model: str, texts: list[str]) -> Embeddings:
         if self._deepseek:
             raise BadRequestError(
                 "DeepSeek offers no embedding models: pick another embedding model "
@@ -370,11 +371,16 @@ class OpenAIAdapter(Adapter):
                 provider=self.spec.id,
             )
         out: list[list[float]] = []
+        tokens: int | None = None
         for start in range(0, len(texts), _EMBED_BATCH):
-            out.extend(await self._embed_batch(model, texts[start:start + _EMBED_BATCH]))
-        return out
+            vectors, used = await self._embed_batch(model, texts[start:start + _EMBED_BATCH])
+            out.extend(vectors)
+            if used is not None:
+                tokens = (tokens or 0) + used
+        return Embeddings(out, tokens)
 
-    async def _embed_batch(self, model: str, texts: list[str]) -> list[list[float]]:
+    async def _embed_batch(self, model: str, texts: list[str]) -> tuple[list[list[float]], int | None]:
+        """One request's vectors and its `usage.prompt_tokens` (reference §3.6)."""
         body: dict[str, Any] = {"model": model, "input": texts}
         if self._openai:
             body["encoding_format"] = "base64"  # a quarter of the bytes of JSON floats
@@ -396,7 +402,9 @@ class OpenAIAdapter(Adapter):
             vectors[index] = vec
         if any(v is None for v in vectors):
             raise self.protocol_error("an embedding index is missing")
-        return vectors  # type: ignore[return-value]
+        usage = data.get("usage")
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        return vectors, tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None  # type: ignore[return-value]
 
     # --- errors -------------------------------------------------------------------------------
 

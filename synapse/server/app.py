@@ -11,6 +11,7 @@ address every page and API call needs a logged-in session. Either way:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 
 import hmac
@@ -66,8 +67,11 @@ def create_app(
         yield
         await board.close()
         from ..providers.transport import close_session
+        from ..usage.ledger import ledger
 
         await close_session()
+        # uvicorn re-raises SIGTERM after shutdown, so no atexit hook runs: write the usage now
+        await asyncio.to_thread(ledger.drain)
 
     app = FastAPI(title="Synapse", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.board = board

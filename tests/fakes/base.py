@@ -9,6 +9,8 @@ It records every request it receives, and a test steers it with two queues:
 * `fake.fail_next(status, body, headers)` makes the next request fail before any
   handler runs, exactly as the provider's front door would (429, 503, 529, ...).
   `fake.drop_next()` closes the connection without answering.
+  `fake.hang_next(seconds)` holds the next request that long before answering it
+  normally (a provider that hangs; the handler is cancelled if the client gives up).
 
 Protocol modules subclass `FakeServer`, add their routes in `routes()`, and render
 `FakeReply` in their own wire format.
@@ -81,6 +83,8 @@ class Fault:
     body: bytes
     headers: dict[str, str]
     drop: bool = False
+    #: Seconds to hold the request before answering it normally (status unused).
+    hang: float | None = None
 
 
 def free_port() -> int:
@@ -186,6 +190,10 @@ class FakeServer:
         for _ in range(times):
             self._faults.append(Fault(0, b"", {}, drop=True))
 
+    def hang_next(self, seconds: float, times: int = 1) -> None:
+        for _ in range(times):
+            self._faults.append(Fault(0, b"", {}, hang=seconds))
+
     # --- to be provided by each protocol --------------------------------------------------
 
     def routes(self) -> list[web.RouteDef]:
@@ -201,6 +209,9 @@ class FakeServer:
         )
         if self._faults:
             fault = self._faults.popleft()
+            if fault.hang is not None:
+                await asyncio.sleep(fault.hang)
+                return await handler(request)
             if fault.drop:
                 assert request.transport is not None
                 request.transport.close()
