@@ -283,9 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     register_user(sub)
     register_usage(sub)
 
-    p = sub.add_parser("serve", help="start the web app (Settings → Models, Usage)")
+    p = sub.add_parser("serve", help="start the web app (Settings → Models, Usage) and the /v1 gateway")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=int(os.environ.get("SYNAPSE_PORT") or 8000))
+    p.add_argument("--workers", type=int, default=1, help="processes serving the one port (default 1)")
     p.set_defaults(func=_serve)
     return parser
 

@@ -75,6 +75,10 @@ DEFAULTS: dict[str, Any] = {
     "database_url": "",
     "response_cache_ttl": 3600,
     "response_cache_similarity": 0.95,
+    # The /v1 gateway.
+    "gateway_open_on_loopback": False,
+    "gateway_max_body_bytes": 20 * 1024 * 1024,
+    "model_aliases": {},
 }
 
 #: Setting -> environment variables that fill it when the file leaves it empty.

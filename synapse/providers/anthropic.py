@@ -325,6 +325,16 @@ class AnthropicAdapter(Adapter):
         }
         self._get_headers = {k: v for k, v in self._headers.items() if k != "content-type"}
 
+    def relay_endpoint(self, endpoint: str) -> tuple[str, Mapping[str, str]]:
+        """URL and headers for the gateway's same-protocol relay: `chat` or `count_tokens`."""
+        if endpoint == "count_tokens":
+            return self._messages_url + "/count_tokens", self._headers
+        return self._messages_url, self._headers
+
+    def relay_error(self, data: Mapping[str, Any]) -> ProviderError:
+        """The typed error for an `error` event a relayed stream carried."""
+        return self._error_from_body(data, None, {}, in_stream=True)
+
     # --- calls ----------------------------------------------------------------------------
 
     async def chat(self, req: Request) -> Response:

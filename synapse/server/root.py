@@ -1,0 +1,40 @@
+"""What `synapse serve` runs: /v1/* goes to the gateway (plain ASGI), everything else to
+the web app (FastAPI: pages, /api). One port, one process per worker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Root", "create_root", "from_env"]
+
+#: `synapse serve --workers N` hands the bind host to each worker process in this variable.
+HOST_ENV = "SYNAPSE_SERVE_HOST"
+
+
+class Root:
+    """Dispatch by path: the gateway never pays for FastAPI's routing or middleware."""
+
+    def __init__(self, web: Any, gateway: Any) -> None:
+        self.web = web
+        self.gateway = gateway
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            await self.gateway(scope, receive, send)
+        else:
+            await self.web(scope, receive, send)
+
+
+def create_root(host: str = "127.0.0.1", *, on_ready: Callable[[], None] | None = None, **web_kwargs: Any) -> Root:
+    from ..gateway.app import Gateway
+    from .app import create_app
+    from .auth import is_loopback
+
+    return Root(create_app(host, on_ready=on_ready, **web_kwargs), Gateway(loopback=is_loopback(host)))
+
+
+def from_env() -> Root:
+    """The app of one `--workers` process (uvicorn imports it by name in each process)."""
+    return create_root(os.environ.get(HOST_ENV, "127.0.0.1"))
