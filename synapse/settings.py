@@ -158,6 +158,8 @@ def coerce(key: str, value: Any) -> Any:
         raise SettingsError(f"{key} must be true or false, not {value!r}")
     if value is None:
         return ""
+    if isinstance(value, Mapping) and isinstance(DEFAULTS.get(key), dict):  # model_aliases
+        return {str(k): v for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return ",".join(str(v).strip() for v in value if str(v).strip())
     if isinstance(value, (str, int, float)):
