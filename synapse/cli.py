@@ -277,11 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--model", help="embedding model (default: the `embedding_model` setting, else local)")
     p.set_defaults(func=cmd_embed)
 
+    from .gateway.cli import register as register_keys
     from .server.cli_user import register as register_user
     from .usage.cli import register as register_usage
 
     register_user(sub)
     register_usage(sub)
+    register_keys(sub)
 
     p = sub.add_parser("serve", help="start the web app (Settings → Models, Usage) and the /v1 gateway")
     p.add_argument("--host", default="127.0.0.1")
