@@ -688,5 +688,7 @@ class AnthropicFake(FakeServer):
                 await resp.write(self.frame("error", {"type": "error", "error": {"type": etype, "message": emsg}}, 0))
                 break
             await resp.write(self.frame(name, data, n))
+            if reply.event_delay:
+                await asyncio.sleep(reply.event_delay)
         await resp.write_eof()
         return resp

@@ -63,6 +63,8 @@ class FakeReply:
     break_after_events: int | None = None
     #: Streaming only: send an in-stream error event after this many events.
     error_after_events: int | None = None
+    #: Streaming only: seconds to wait after each event (a slow model).
+    event_delay: float = 0.0
 
 
 @dataclass
@@ -93,6 +95,8 @@ class FakeServer:
     def __init__(self, valid_keys: set[str] | None = None) -> None:
         self.valid_keys = set(valid_keys or {f"test-key-{self.name}"})
         self.requests: list[RecordedRequest] = []
+        #: How many requests ended because the client went away mid-answer.
+        self.aborted = 0
         self._faults: deque[Fault] = deque()
         self._replies: deque[FakeReply] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -154,6 +158,7 @@ class FakeServer:
         self.stop()
 
     def reset(self) -> None:
+        self.aborted = 0
         self.requests.clear()
         self._faults.clear()
         self._replies.clear()
@@ -196,7 +201,11 @@ class FakeServer:
                 request.transport.close()
                 raise ConnectionResetError("fake dropped the connection")
             return web.Response(status=fault.status, body=fault.body, headers=fault.headers)
-        return await handler(request)
+        try:
+            return await handler(request)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.aborted += 1
+            raise
 
     @property
     def last(self) -> RecordedRequest:
