@@ -3,7 +3,11 @@
 (function () {
   const { $, el, api, showBanner } = window.Synapse;
   const when = (iso) => iso ? iso.replace("T", " ").replace("Z", "").slice(0, 16) : "—";
-  const usd = (v) => (v === null || v === undefined) ? "—" : "$" + Number(v).toFixed(v >= 100 ? 2 : 4);
+  function usd(v) {
+    if (v === null || v === undefined) return "—";
+    if (v > 0 && v < 0.0001) return "$" + Number(v).toPrecision(2);  // a few tiny calls: not "$0.0000"
+    return "$" + Number(v).toFixed(v >= 100 ? 2 : 4);
+  }
 
   function statusBadge(status) {
     return el("span", { class: "status status-" + status.replace(/\s+/g, "-"), text: status });
@@ -78,7 +82,7 @@
       const made = await api("POST", "/api/keys", data);
       $("#secret-name").textContent = made.info.name;
       $("#secret-value").value = made.key;
-      $("#example").textContent = "curl " + location.origin + "/v1/models -H \"Authorization: Bearer " + made.info.prefix + "\"";
+      $("#example").textContent = "curl " + location.origin + "/v1/models -H \"Authorization: Bearer " + made.key + "\"";
       $("#copy-msg").textContent = "";
       $("#secret").hidden = false;
       $("#secret-value").focus();
