@@ -293,7 +293,7 @@ def plan_anthropic_body(body: dict[str, Any], breakpoints: bool = True) -> None:
     the canonical planner puts them: end of the stable system prompt, the newest and the
     previous user turn, the last tool. Blocks are copied, never changed in place.
     """
-    system = body.get("system")
+    system: Any = body.get("system")
     stable_end: int | None = None
     if isinstance(system, str) and SYNAPSE_VOLATILE in system:
         system = _as_blocks(system)
@@ -312,16 +312,17 @@ def plan_anthropic_body(body: dict[str, Any], breakpoints: bool = True) -> None:
         stable_end = 0
     if not breakpoints or "cache_control" in body:
         return
-    tools = body.get("tools") if isinstance(body.get("tools"), list) else []
-    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
-    explicit = sum(_has_mark(t) for t in tools)
+    tools: list[Any] = body["tools"] if isinstance(body.get("tools"), list) else []
+    messages: list[Any] = body["messages"] if isinstance(body.get("messages"), list) else []
+    explicit = sum(1 for t in tools if _has_mark(t))
     total = tools_chars = sum(_wire_chars(t) for t in tools)
     system_chars: list[int] = []
     for b in (system if isinstance(system, list) else [system] if system else []):
         explicit += _has_mark(b)
         total += _wire_chars(b.get("text") if isinstance(b, dict) else b)
         system_chars.append(total)
-    newest = previous = None
+    newest: int | None = None
+    previous: int | None = None
     message_chars: dict[int, int] = {}
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
@@ -339,9 +340,11 @@ def plan_anthropic_body(body: dict[str, Any], breakpoints: bool = True) -> None:
     if stable_end is not None and not _has_mark(_as_blocks(body["system"])[stable_end]):
         candidates.append(("system", stable_end, system_chars[stable_end]))
     for index in (newest, previous):
-        last = _as_blocks(messages[index]["content"])[-1:] if index is not None else []
+        if index is None:
+            continue
+        last = _as_blocks(messages[index]["content"])[-1:]
         if last and isinstance(last[0], dict) and not _has_mark(last[0]):
-            candidates.append(("message", index, message_chars[index]))  # type: ignore[arg-type]
+            candidates.append(("message", index, message_chars[index]))
     if tools and isinstance(tools[-1], dict) and not _has_mark(tools[-1]):
         candidates.append(("tool", len(tools) - 1, tools_chars))
     for kind, index in _pick(candidates, budget, min_cache_tokens(str(body["model"])) * CHARS_PER_TOKEN):

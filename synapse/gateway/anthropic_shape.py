@@ -226,7 +226,7 @@ class StreamEncoder:
 
     def _start_message(self) -> bytes:
         self._started = True
-        message = {"id": _id(None), "type": "message", "role": "assistant", "model": self._model, "content": [],
+        message: dict[str, Any] = {"id": _id(None), "type": "message", "role": "assistant", "model": self._model, "content": [],
                    "stop_reason": None, "stop_sequence": None, "usage": usage(Usage())}
         return _event("message_start", {"type": "message_start", "message": message})
 

@@ -49,7 +49,6 @@ DEFAULT_MAX_BODY = 20 * 1024 * 1024
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
         (b"x-accel-buffering", b"no")]
-_LOOPBACK_CLIENTS = ("127.", "::1", "localhost")
 #: Request headers passed on to Anthropic by the relay.
 _ANTHROPIC_FORWARD = ("anthropic-beta", "anthropic-version")
 
@@ -222,7 +221,7 @@ class Gateway:
             async for ev in events:
                 yield encoder.event(ev)
 
-        await _stream(call, chunks(), events.aclose)
+        await _stream(call, chunks(), getattr(events, "aclose", None))
 
     async def _relay(self, call: _Call, body: dict[str, Any], route: Any, endpoint: str = "chat") -> None:
         forward = None
@@ -333,8 +332,10 @@ def _max_body(settings: Any) -> int:
 
 
 def _from_loopback(scope: Scope) -> bool:
-    peer = scope.get("client")
-    return bool(peer) and str(peer[0]).startswith(_LOOPBACK_CLIENTS)
+    from ..server.auth import is_loopback
+
+    peer: Any = scope.get("client")
+    return bool(peer) and is_loopback(str(peer[0]))
 
 
 def _loopback_host(host: str) -> bool:

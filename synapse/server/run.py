@@ -125,7 +125,7 @@ def serve(args: argparse.Namespace) -> int:
             from uvicorn.supervisors import Multiprocess
 
             ready()
-            Multiprocess(config, target=server.run, sockets=[sock]).run()
+            Multiprocess(config, sockets=[sock]).run()
         else:
             server.run(sockets=[sock])
     except KeyboardInterrupt:
