@@ -227,6 +227,8 @@ class Settings(Mapping[str, Any]):
 
 
 _cache: dict[Path, tuple[tuple[int, int], Settings]] = {}
+#: When each cached file was last stat'ed (time.monotonic()), for `load(max_age=...)`.
+_checked: dict[Path, float] = {}
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -252,9 +254,23 @@ def _read_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def load(path: Path | None = None) -> Settings:
-    """The current settings. Re-reads the file only when it changed (one stat per call)."""
+def load(path: Path | None = None, *, max_age: float = 0.0) -> Settings:
+    """The current settings. Re-reads the file only when it changed (one stat per call).
+
+    `max_age` > 0 skips even the stat when the file was checked less than that many
+    seconds ago: for request paths (the /v1 gateway) where a stat per request is the
+    largest single cost. A save through `update()` is seen at once either way; a hand
+    edit or another process's save within `max_age`.
+    """
     path = path or settings_path()
+    if max_age > 0:
+        import time
+
+        cached = _cache.get(path)
+        now = time.monotonic()
+        if cached is not None and now - _checked.get(path, 0.0) < max_age:
+            return cached[1]
+        _checked[path] = now
     try:
         st = path.stat()
         stamp = (st.st_mtime_ns, st.st_size)

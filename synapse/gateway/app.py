@@ -46,6 +46,8 @@ Send = Callable[[Message], Awaitable[None]]
 #: The largest request body accepted (setting `gateway_max_body_bytes`): 20 MiB, what
 #: fits a few large images; the Anthropic API itself takes up to 32 MB.
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
+#: Seconds between checks of settings.json on the request path (saves by this process show at once).
+SETTINGS_MAX_AGE = 1.0
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
         (b"x-accel-buffering", b"no")]
@@ -115,7 +117,7 @@ class Gateway:
                     raise _Refused(Problem(405, f"{scope['method']} is not allowed on {path}"))
                 raise _Refused(Problem(404, f"no such endpoint: {path[:200]} (see /v1/chat/completions, /v1/messages, "
                                             "/v1/models, /v1/embeddings)", code="unknown_url", anthropic_type="not_found_error"))
-            call.settings = settings_mod.load()
+            call.settings = settings_mod.load(max_age=SETTINGS_MAX_AGE)
             call.key = self._authorize(call)
             await handler(call)
         except _Refused as exc:

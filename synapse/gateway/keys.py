@@ -163,15 +163,21 @@ class _Table:
 
 
 _tables: dict[str, _Table] = {}
+#: The last settings snapshot seen and its table (a request path must not rebuild the URL).
+_last: tuple[Any, _Table | None] = (None, None)
 
 
 def _table(settings: Mapping[str, Any] | None) -> _Table:
+    global _last
+    if settings is not None and _last[0] is settings and _last[1] is not None:
+        return _last[1]
     from .. import storage
 
     url = storage.database_url(settings)
     table = _tables.get(url)
     if table is None:
         table = _tables.setdefault(url, _Table(url))
+    _last = (settings, table)
     return table
 
 

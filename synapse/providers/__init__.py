@@ -42,9 +42,25 @@ def not_configured(spec: ProviderSpec) -> ConfigurationError:
     )
 
 
+#: provider id -> (the Settings snapshot, its ProviderConfig): configure() once per snapshot.
+_configs: dict[str, tuple[Any, ProviderConfig]] = {}
+
+
 def adapter_for(spec: ProviderSpec, settings: Mapping[str, Any]) -> Adapter:
-    """The adapter for `spec` under the current settings; raises if the provider is not set up."""
-    config = spec.configure(settings)
+    """The adapter for `spec` under the current settings; raises if the provider is not set up.
+
+    A `settings.Settings` is an immutable snapshot (a change makes a new one), so its
+    resolved config is kept until the next snapshot; a plain mapping is resolved each time.
+    """
+    from ..settings import Settings
+
+    hit = _configs.get(spec.id)
+    if hit is not None and hit[0] is settings:
+        config = hit[1]
+    else:
+        config = spec.configure(settings)
+        if isinstance(settings, Settings):
+            _configs[spec.id] = (settings, config)
     if not spec.is_configured(config):
         raise not_configured(spec)
     return build_adapter(spec, config)
