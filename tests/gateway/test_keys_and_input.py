@@ -213,3 +213,25 @@ def test_a_client_that_leaves_mid_stream_cancels_the_upstream_and_is_recorded(
         time.sleep(0.02)
     (row,) = rows
     assert row["outcome"] == "cancelled" and row["stream"]
+
+
+def test_an_unknown_model_is_404_naming_the_known_prefixes(gateway: Any, both: Any, make_key: Any,
+                                                           configure: Any) -> None:
+    configure(ollama_base_url="http://127.0.0.1:9")  # nothing listens there: the bare name has nowhere to go
+    key = make_key()
+    r = post(gateway, "/v1/chat/completions", {**HI, "model": "no-such-model"}, key)
+    assert r.status_code == 404 and "Known prefixes" in r.json()["error"]["message"]
+    r = post(gateway, "/v1/messages", {**HI_CLAUDE, "model": "gemini-2.5-flash"}, key)
+    assert r.status_code == 404 and "gemini_key" in r.json()["error"]["message"]  # not set up: says what to set
+
+
+def test_usage_by_key(gateway: Any, both: Any, make_key: Any, cli: Any) -> None:
+    post(gateway, "/v1/chat/completions", HI, make_key("alpha"))
+    post(gateway, "/v1/messages", HI_CLAUDE, make_key("beta"))
+    post(gateway, "/v1/messages", HI_CLAUDE, make_key("beta2"))
+    ledger_rows()
+    out = cli("usage", "--by", "key", "--json")
+    by_key = {r["key"]: r["calls"] for r in json.loads(out.out)}
+    assert by_key == {"alpha": 1, "beta": 1, "beta2": 1}
+    text = cli("usage", "--by", "key").out
+    assert "By API key:" in text and "alpha" in text and "By model:" not in text
