@@ -47,6 +47,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 LITELLM_VENV = ROOT / "bench" / ".litellm-venv"
+LITELLM_KEY = "sk-bench-litellm-master-0000"
 
 CHAT = json.dumps({
     "id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": "gpt-bench",
@@ -176,9 +177,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, timeout: float = 60) -> None:
+def wait_port(port: int, timeout: float = 60, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the process for port {port} exited with {proc.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
             return
@@ -326,7 +329,8 @@ def litellm_proxy(up: int, port: int) -> subprocess.Popen[bytes] | None:
         "litellm_settings:\n"
         "  telemetry: false\n"
     )
-    env = {"LITELLM_LOG": "ERROR", "DISABLE_SCHEMA_UPDATE": "true", "LITELLM_TELEMETRY": "False"}
+    env = {"LITELLM_LOG": "ERROR", "DISABLE_SCHEMA_UPDATE": "true", "LITELLM_TELEMETRY": "False",
+           "LITELLM_MASTER_KEY": LITELLM_KEY}
     return spawn([str(exe), "--config", str(config), "--port", str(port), "--num_workers", "1"], "0", env,
                  LITELLM_VENV / "proxy.log")
 
@@ -436,12 +440,13 @@ def main() -> None:
             p = litellm_proxy(up, port)
             if p is not None:
                 procs.append(p)
-                wait_port(port, 180)
+                wait_port(port, 180, p)
                 lurl = f"http://127.0.0.1:{port}/v1/chat/completions"
-                first_answer(lurl, OPENAI_REQUEST, {}, time.perf_counter(), 120)
-                wrk(lurl, OPENAI_REQUEST, {}, 64, 2)
+                lauth = {"Authorization": f"Bearer {LITELLM_KEY}"}
+                first_answer(lurl, OPENAI_REQUEST, lauth, time.perf_counter(), 120)
+                wrk(lurl, OPENAI_REQUEST, lauth, 64, 2)
                 for c in (64, 1):
-                    row(f"LiteLLM proxy, c={c}", wrk(lurl, OPENAI_REQUEST, {}, c, secs))
+                    row(f"LiteLLM proxy, c={c}", wrk(lurl, OPENAI_REQUEST, lauth, c, secs))
                 stop(p)
                 procs.remove(p)
     finally:
