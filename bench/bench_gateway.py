@@ -214,6 +214,22 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (the usage writer's too)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pid: int, run: Any) -> dict[str, Any]:
+    """`run()` (a wrk result) plus the CPU the process at `pid` spent per request: unlike
+    requests/s, that number does not depend on what else the machine is doing."""
+    before = cpu_seconds(pid)
+    r = run()
+    r["cpu_us"] = (cpu_seconds(pid) - before) / max(1, r["requests"]) * 1e6
+    return r
+
+
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
@@ -337,7 +353,9 @@ def litellm_proxy(up: int, port: int) -> subprocess.Popen[bytes] | None:
 
 def row(label: str, r: dict[str, Any]) -> None:
     extra = f"  non-2xx {r['non2xx']}" if r["non2xx"] else ""
-    print(f"  {label:<44} {r['rps']:>9,.0f} req/s   p50 {r['p50']:7.3f} ms   p99 {r['p99']:7.3f} ms{extra}", flush=True)
+    if "cpu_us" in r:
+        extra += f"   CPU {r['cpu_us']:6.0f} us/req (one free core: {1e6 / max(r['cpu_us'], 1):,.0f} req/s)"
+    print(f"  {label:<48} {r['rps']:>8,.0f} req/s   p50 {r['p50']:7.3f} ms   p99 {r['p99']:7.3f} ms{extra}", flush=True)
 
 
 def main() -> None:
@@ -382,9 +400,9 @@ def main() -> None:
             procs.append(p)
             wait_port(pt)
             wrk(f"http://127.0.0.1:{pt}/v1/chat/completions", OPENAI_REQUEST, {}, 64, 2)
-            results["pt64"] = wrk(f"http://127.0.0.1:{pt}/v1/chat/completions", OPENAI_REQUEST, {}, 64, secs)
+            results["pt64"] = measured(p.pid, lambda: wrk(f"http://127.0.0.1:{pt}/v1/chat/completions", OPENAI_REQUEST, {}, 64, secs))
             row("bare Python pass-through, c=64", results["pt64"])
-            results["pt1"] = wrk(f"http://127.0.0.1:{pt}/v1/chat/completions", OPENAI_REQUEST, {}, 1, secs)
+            results["pt1"] = measured(p.pid, lambda: wrk(f"http://127.0.0.1:{pt}/v1/chat/completions", OPENAI_REQUEST, {}, 1, secs))
             row("bare Python pass-through, c=1", results["pt1"])
             stop(p)
         port = free_port()
@@ -404,7 +422,7 @@ def main() -> None:
                  {**OPENAI_REQUEST, "model": "claude-sonnet-4-5"}, auth),
             ):
                 for c in (64, 1):
-                    r = wrk(gw + path, body, hdrs, c, secs)
+                    r = measured(syn.pid, lambda: wrk(gw + path, body, hdrs, c, secs))  # noqa: B023
                     results[f"{label}{c}"] = r
                     row(f"{label}, c={c}", r)
         if want("stream"):
@@ -446,7 +464,7 @@ def main() -> None:
                 first_answer(lurl, OPENAI_REQUEST, lauth, time.perf_counter(), 120)
                 wrk(lurl, OPENAI_REQUEST, lauth, 64, 2)
                 for c in (64, 1):
-                    row(f"LiteLLM proxy, c={c}", wrk(lurl, OPENAI_REQUEST, lauth, c, secs))
+                    row(f"LiteLLM proxy, c={c}", measured(p.pid, lambda: wrk(lurl, OPENAI_REQUEST, lauth, c, secs)))  # noqa: B023
                 stop(p)
                 procs.remove(p)
     finally:
