@@ -235,3 +235,19 @@ def test_usage_by_key(gateway: Any, both: Any, make_key: Any, cli: Any) -> None:
     assert by_key == {"alpha": 1, "beta": 1, "beta2": 1}
     text = cli("usage", "--by", "key").out
     assert "By API key:" in text and "alpha" in text and "By model:" not in text
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-sonnet-4-5"], ids=["relay", "canonical"])
+def test_events_are_passed_on_as_they_arrive(gateway: Any, both: Any, make_key: Any, model: str) -> None:
+    claude, oai = both
+    (oai if model.startswith("gpt") else claude).reply(FakeReply(text="a b c d e f", event_delay=0.08))
+    arrivals: list[float] = []
+    with httpx.stream("POST", gateway.url + "/v1/chat/completions", timeout=10,
+                      json={"model": model, "stream": True, "messages": [{"role": "user", "content": "go"}]},
+                      headers={"authorization": f"Bearer {make_key()}"}) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {") and '"content":"' in line.replace(" ", "") and '"content":""' not in line.replace(" ", ""):
+                arrivals.append(time.monotonic())
+    assert len(arrivals) == 6
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    assert min(gaps) > 0.04  # one at a time, as the upstream sent them: nothing held back and bunched
