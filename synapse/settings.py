@@ -227,8 +227,8 @@ class Settings(Mapping[str, Any]):
 
 
 _cache: dict[Path, tuple[tuple[int, int], Settings]] = {}
-#: When each cached file was last stat'ed (time.monotonic()), for `load(max_age=...)`.
-_checked: dict[Path, float] = {}
+#: For `load(max_age=...)`: the data folder (as given) -> when it was last checked, and what it held.
+_recent: dict[Any, tuple[float, Settings]] = {}
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -262,15 +262,18 @@ def load(path: Path | None = None, *, max_age: float = 0.0) -> Settings:
     largest single cost. A save through `update()` is seen at once either way; a hand
     edit or another process's save within `max_age`.
     """
-    path = path or settings_path()
     if max_age > 0:
         import time
 
-        cached = _cache.get(path)
         now = time.monotonic()
-        if cached is not None and now - _checked.get(path, 0.0) < max_age:
-            return cached[1]
-        _checked[path] = now
+        folder = os.environ.get("SYNAPSE_DATA_DIR") if path is None else path
+        recent = _recent.get(folder)
+        if recent is not None and now - recent[0] < max_age and _cache.get(recent[1].path, (None, None))[1] is recent[1]:
+            return recent[1]
+        settings = load(path)
+        _recent[folder] = (now, settings)
+        return settings
+    path = path or settings_path()
     try:
         st = path.stat()
         stamp = (st.st_mtime_ns, st.st_size)

@@ -38,9 +38,11 @@ _LOG_CONFIG = {
         "default": {"format": "%(levelname)s: %(message)s"},
         "access": {"()": "uvicorn.logging.AccessFormatter", "fmt": '%(client_addr)s "%(request_line)s" %(status_code)s', "use_colors": False},
     },
+    "filters": {"no_gateway": {"()": "synapse.server.root.NoGatewayAccessLines"}},
     "handlers": {
         "default": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"},
-        "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout"},
+        "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout",
+                   "filters": ["no_gateway"]},
     },
     "loggers": {
         "uvicorn": {"handlers": ["default"], "level": "WARNING", "propagate": False},

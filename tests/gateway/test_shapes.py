@@ -230,3 +230,17 @@ def test_every_error_kind_has_a_status(err: BaseException, status: int, anthropi
         assert p.headers() == [(b"retry-after", b"3")]
     if isinstance(err, RuntimeError):
         assert "bug" not in p.message  # internals stay in the server log
+
+
+def test_the_access_log_leaves_out_gateway_requests() -> None:
+    import logging
+
+    from synapse.server.root import NoGatewayAccessLines
+
+    def record(path: str) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+                                 ("127.0.0.1:5", "POST", path, "1.1", 200), None)
+
+    f = NoGatewayAccessLines()
+    assert not f.filter(record("/v1/chat/completions")) and f.filter(record("/settings/keys"))
+    assert f.filter(record("/api/keys"))
