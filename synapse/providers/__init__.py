@@ -54,9 +54,9 @@ def _env_stamp(spec: ProviderSpec) -> tuple[str | None, ...]:
     if names is None:
         from ..settings import ENV_FALLBACKS
 
-        names = tuple(n for s in (spec.key_setting, spec.base_url_setting, "aws_region") for n in ENV_FALLBACKS.get(s, ()))
+        names = tuple(n for s in (spec.key_setting, spec.base_url_setting) for n in ENV_FALLBACKS.get(s, ()))
         if spec.id == "bedrock":
-            names += ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+            names += ENV_FALLBACKS.get("aws_region", ()) + ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
         _env_names[spec.id] = names
     return tuple(os.environ.get(n) for n in names)
 
