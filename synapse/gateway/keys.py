@@ -7,9 +7,10 @@ model patterns (`claude-*,gpt-5*`; empty allows every model), a budget in USD an
 expiry. Spend and last use are not stored twice: they are the key's rows in the usage
 ledger (`usage_calls.key_name`).
 
-Checking a key is on every /v1 request, so it never waits on the database: the table
+Checking a key is on every /v1 request, so it rarely waits on the database: the table
 is read at most once a `TABLE_TTL` per process (a revoke elsewhere takes effect within
-it; a revoke in this process at once), and a budgeted key's spend is the ledger's sum
+it; a revoke in this process at once; a key unknown to the copy re-reads it at most
+once a `MISS_RELOAD`), and a budgeted key's spend is the ledger's sum
 read once a `SPEND_TTL` plus what this process recorded since, which the ledger adds to
 the key's `CallContext` as it writes. A budget is therefore enforced within the ledger's
 write delay (about 0.2 s), and across `--workers` within `SPEND_TTL`.
@@ -48,6 +49,9 @@ KEY_PREFIX = "sk-syn-"
 SHOWN_CHARS = len(KEY_PREFIX) + 5
 #: Seconds a process trusts its copy of the key table.
 TABLE_TTL = 1.0
+#: An unknown key re-reads the table if the last read is this old (a key made by another
+#: process works at once; a flood of wrong keys costs at most 1/MISS_RELOAD reads a second).
+MISS_RELOAD = 0.2
 #: Seconds between re-reading a budgeted key's spend from the ledger.
 SPEND_TTL = 30.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -125,7 +129,7 @@ class _Table:
     def fresh(self, now: float) -> bool:
         return now - self.loaded < TABLE_TTL
 
-    def load(self, settings: Mapping[str, Any] | None) -> None:
+    def load(self) -> None:
         import sqlalchemy as sa
 
         from .. import storage
@@ -215,8 +219,13 @@ def check(headers: Mapping[str, str], settings: Mapping[str, Any] | None = None)
     table = _table(settings)
     now = time.monotonic()
     if not table.fresh(now):
-        table.load(settings)
-    info = table.by_hash.get(_digest(key))
+        table.load()
+    digest = _digest(key)
+    info = table.by_hash.get(digest)
+    if info is None and now - table.loaded >= MISS_RELOAD:  # made by `synapse keys create` a moment ago?
+        table.loaded = 0.0
+        table.load()
+        info = table.by_hash.get(digest)
     if info is None:
         hint = "" if key.startswith(KEY_PREFIX) else " (Synapse keys start with sk-syn-; a provider's own key does not work here)"
         raise KeyRejected(f"invalid API key{hint}: check it, or make a new one with `synapse keys create NAME`", "invalid")

@@ -251,3 +251,14 @@ def test_events_are_passed_on_as_they_arrive(gateway: Any, both: Any, make_key: 
     assert len(arrivals) == 6
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
     assert min(gaps) > 0.04  # one at a time, as the upstream sent them: nothing held back and bunched
+
+
+def test_a_key_made_by_another_process_works_at_once(gateway: Any, both: Any, make_key: Any, run_synapse: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keys, "TABLE_TTL", 600.0)  # the copy of the table stays "fresh": only a miss re-reads it
+    assert post(gateway, "/v1/chat/completions", HI, make_key("first")).status_code == 200  # the table is loaded
+    made = run_synapse("keys", "create", "from-the-cli")
+    assert made.code == 0, made.err
+    time.sleep(keys.MISS_RELOAD + 0.05)
+    assert post(gateway, "/v1/chat/completions", HI, made.out.strip()).status_code == 200
+    assert post(gateway, "/v1/chat/completions", HI, "sk-syn-wrong").status_code == 401
