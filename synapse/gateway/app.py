@@ -120,6 +120,8 @@ class Gateway:
             call.settings = settings_mod.load(max_age=SETTINGS_MAX_AGE)
             call.key = self._authorize(call)
             await handler(call)
+        except _Gone:
+            return  # the client left before its request was read: nobody to answer
         except _Refused as exc:
             await _answer_problem(call, exc.problem)
         except Exception as exc:  # before the answer started (streams handle their own)
@@ -152,7 +154,7 @@ class Gateway:
                                    anthropic_type="permission_error", param="model"))
         if key.over_budget():
             raise _Refused(Problem(429, f"the API key {key.name!r} has spent its budget of ${key.budget_usd:.2f} "
-                                        f"(${key.spent():.4f} so far): raise it or make a new key",
+                                        f"(${key.spent():.4f} so far): make a new key with a larger --budget-usd",
                                    "insufficient_quota", "budget_exceeded", "rate_limit_error"))
 
     async def _json_body(self, call: _Call) -> dict[str, Any]:
@@ -165,7 +167,7 @@ class Gateway:
         while True:
             msg = await call.receive()
             if msg["type"] == "http.disconnect":
-                raise asyncio.CancelledError()
+                raise _Gone()
             chunk = msg.get("body", b"")
             if chunk:
                 size += len(chunk)
@@ -208,6 +210,7 @@ class Gateway:
             await self._relay(call, body, route)
             return
         args = shape.decode(body, route.spec.protocol, route.upstream_model)
+        _coerce(args)
         kwargs = args.kwargs()
         if not args.stream:
             response = await client.achat(model, args.messages, context=call.context, settings=call.settings, **kwargs)
@@ -313,12 +316,29 @@ class Gateway:
 # --- helpers ----------------------------------------------------------------------------------
 
 
+class _Gone(Exception):
+    """The client disconnected while its request body was being read."""
+
+
 class _Refused(Exception):
     """A refusal decided by the gateway itself (not an error on the call path)."""
 
     def __init__(self, problem: Problem) -> None:
         super().__init__(problem.message)
         self.problem = problem
+
+
+def _coerce(args: Any) -> None:
+    """Messages and tools -> canonical types now, so a value of the wrong type anywhere in
+    them is a 400 that says where, not a failure deep in an adapter."""
+    try:
+        args.system, args.messages = client.coerce_messages(args.messages, args.system)
+        args.tools = client.coerce_tools(args.tools)
+    except SynapseError as exc:
+        raise Invalid(exc.message, "messages") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        what = f"{type(exc).__name__}: {str(exc)[:120]}" if not isinstance(exc, KeyError) else f"missing field {exc}"
+        raise Invalid(f"messages or tools hold a value of the wrong type or form ({what})", "messages") from None
 
 
 def _too_large(limit: int) -> Problem:

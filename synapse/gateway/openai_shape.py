@@ -74,6 +74,13 @@ def decode(body: Mapping[str, Any], protocol: str, upstream_model: str) -> CallA
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
             raise Invalid(f"messages[{i}] must be an object with a role and content", f"messages[{i}]")
+        content = m.get("content")
+        if content is not None and not isinstance(content, str) and not (
+                isinstance(content, list) and all(isinstance(p, dict) for p in content)):
+            raise Invalid(f"messages[{i}].content must be a string or an array of content parts", f"messages[{i}].content")
+        calls = m.get("tool_calls")
+        if calls is not None and not (isinstance(calls, list) and all(isinstance(c, dict) for c in calls)):
+            raise Invalid(f"messages[{i}].tool_calls must be an array of tool calls", f"messages[{i}].tool_calls")
     n = body.get("n")
     if n not in (None, 1):
         raise Invalid("n must be 1: Synapse returns one choice per request", "n")

@@ -262,3 +262,17 @@ def test_a_key_made_by_another_process_works_at_once(gateway: Any, both: Any, ma
     time.sleep(keys.MISS_RELOAD + 0.05)
     assert post(gateway, "/v1/chat/completions", HI, made.out.strip()).status_code == 200
     assert post(gateway, "/v1/chat/completions", HI, "sk-syn-wrong").status_code == 401
+
+
+def test_wrong_types_inside_messages_are_400_not_500(gateway: Any, both: Any, make_key: Any) -> None:
+    key = make_key()
+    for messages in ([{"role": "user", "content": [5]}],
+                     [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,abc"}}]}],
+                     [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}],
+                     [{"role": "assistant", "tool_calls": "call it"}, {"role": "user", "content": "x"}]):
+        r = post(gateway, "/v1/chat/completions", {"model": "claude-sonnet-4-5", "messages": messages}, key)
+        assert r.status_code == 400, (messages, r.text)
+        assert str(r.json()["error"]["param"]).startswith("messages"), r.text
+    r = post(gateway, "/v1/messages", {**HI_CLAUDE, "model": "gpt-4o-mini",
+                                       "messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}, key)
+    assert r.status_code == 400 and "missing field" in r.json()["error"]["message"]
