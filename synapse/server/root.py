@@ -1,18 +1,20 @@
 """What `synapse serve` runs: /v1/* goes to the gateway (plain ASGI), everything else to
 the web app (FastAPI: pages, /api). One port, one process per worker.
 
-The gateway (and with it the call path's HTTP client) is imported on the first /v1
-request, so the pages come up as fast as before.
+The gateway (and with it the call path's HTTP client) is imported by a warm-up thread
+once the server is up (or by the first /v1 request, if that comes sooner), so the pages
+come up as fast as before.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["HOST_ENV", "NoGatewayAccessLines", "Root", "create_root", "from_env"]
+__all__ = ["HOST_ENV", "NoGatewayAccessLines", "Root", "create_root", "from_env", "warm_up"]
 
 #: `synapse serve --workers N` hands the bind host to each worker process in this variable.
 HOST_ENV = "SYNAPSE_SERVE_HOST"
@@ -50,11 +52,33 @@ class NoGatewayAccessLines(logging.Filter):
         return not (isinstance(args, tuple) and len(args) > 2 and str(args[2]).startswith("/v1/"))
 
 
+def warm_up() -> None:
+    """Pay the gateway's first-request costs (imports, opening and checking the database)
+    in a background thread once the server is up, not in the first /v1 request."""
+
+    def run() -> None:
+        try:
+            from .. import settings as settings_mod
+            from .. import storage
+            from ..gateway import app  # noqa: F401  (the call path: aiohttp, adapters' base)
+
+            storage.engine(settings=settings_mod.load())
+        except Exception:  # a broken settings file or database is reported by the request that meets it
+            pass
+
+    threading.Thread(target=run, name="synapse-warm-up", daemon=True).start()
+
+
 def create_root(host: str = "127.0.0.1", *, on_ready: Callable[[], None] | None = None, **web_kwargs: Any) -> Root:
     from .app import create_app
     from .auth import is_loopback
 
-    return Root(create_app(host, on_ready=on_ready, **web_kwargs), is_loopback(host))
+    def ready() -> None:
+        if on_ready is not None:
+            on_ready()
+        warm_up()
+
+    return Root(create_app(host, on_ready=ready, **web_kwargs), is_loopback(host))
 
 
 def from_env() -> Root:
