@@ -207,8 +207,8 @@ class StreamEncoder:
         out = b""
         if not self._started:
             self._started = True
-            first = ev.type == "tool_call"
-            out = self._chunk({"role": "assistant", "content": None if first else ""} if first
+            # OpenAI opens a tool-call answer with content null, a text answer with ""
+            out = self._chunk({"role": "assistant", "content": None} if ev.type == "tool_call"
                               else {"role": "assistant", "content": "", "refusal": None})
         if isinstance(ev, TextDelta):
             return out + self._chunk({"content": ev.text})
