@@ -497,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_embed)
 
     from .agents.cli import register as register_agents
+    from .gateway.cli import register as register_keys
     from .server.cli_user import register as register_user
     from .usage.cli import register as register_usage
 
@@ -504,10 +505,13 @@ def build_parser() -> argparse.ArgumentParser:
     register_usage(sub)
     register_agents(sub)
 
-    p = sub.add_parser("serve", help="start the web app (Settings → Models, Usage)")
+    register_keys(sub)
+
+    p = sub.add_parser("serve", help="start the web app (Chat, Agents, Settings) and the /v1 gateway")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; another "
                    "address needs a login from `synapse user set`)")
     p.add_argument("--port", type=_port, default=None, help="port (default: SYNAPSE_PORT, else 8000)")
+    p.add_argument("--workers", type=int_range(1, 64), default=1, help="processes serving the one port (default 1)")
     p.set_defaults(func=_serve)
     return parser
 

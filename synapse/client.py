@@ -10,6 +10,10 @@
       -> call it
       -> record it in the usage ledger (a queue put) and tell observers
 
+`arelay` is the same path for a request already in a provider's wire shape (the
+gateway's same-protocol fast path): routed, checked, planned, retried and recorded the
+same way, with the bytes passed through instead of decoded and re-encoded.
+
 `chat`, `stream` and `embed` are the same calls for synchronous code: they run on one
 long-lived background event loop, so connections stay pooled between calls.
 
@@ -28,7 +32,14 @@ from typing import Any
 
 from . import settings as settings_mod
 from .caching import cache_mode, plan_prompt_cache
-from .errors import ConnectionFailedError, NotFoundError, ProviderError, SynapseError, UnknownModelError
+from .errors import (
+    ConnectionFailedError,
+    NotFoundError,
+    ProviderError,
+    SynapseError,
+    UnknownModelError,
+    UpstreamUnavailableError,
+)
 from .providers import adapter_for
 from .providers.routing import KNOWN_PREFIXES, Route, default_embedding_model, resolve
 from .coerce import MessagesInput, SystemInput, ToolsInput, bad_argument, build_request, coerce_messages, coerce_tools
@@ -47,10 +58,12 @@ from .usage import ledger as _ledger
 __all__ = [
     "CallContext",
     "CallRecord",
+    "RelayReply",
     "achat",
     "aclose",
     "add_observer",
     "aembed",
+    "arelay",
     "astream",
     "build_request",
     "chat",
@@ -59,6 +72,7 @@ __all__ = [
     "coerce_tools",
     "embed",
     "remove_observer",
+    "resolve_model",
     "stream",
 ]
 
@@ -80,6 +94,8 @@ class CallContext:
     max_total_cost_usd: float | None = None
     #: USD recorded for calls made with this context (kept by the usage ledger).
     spent_usd: float = 0.0
+    #: The name of the gateway API key the calls came with (a usage-ledger column).
+    key: str | None = None
 
 
 @dataclass(slots=True)
@@ -525,3 +541,119 @@ def embed(model: str | None, texts: str | Sequence[str], **kwargs: Any) -> list[
     from ._loop import run
 
     return run(aembed(model, texts, **kwargs))
+
+
+# --- same-protocol relay: the gateway's fast path -------------------------------------------
+
+
+def resolve_model(model: str | None, settings: Mapping[str, Any] | None = None) -> Route:
+    """Where a chat call for `model` would go (aliases applied), without making it."""
+    return _route(model, settings if settings is not None else settings_mod.load())
+
+
+@dataclass(slots=True)
+class RelayReply:
+    """A relayed reply as the provider sent it: a 2xx `body`, or `chunks` of a stream to pass on."""
+
+    status: int
+    content_type: str
+    body: bytes = b""
+    chunks: AsyncIterator[bytes] | None = None
+
+
+async def arelay(
+    protocol: str,
+    body: dict[str, Any],
+    *,
+    route: Route | None = None,
+    endpoint: str = "chat",
+    headers: Mapping[str, str] | None = None,
+    context: CallContext | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> RelayReply:
+    """Send a request already in `protocol`'s wire shape ("openai" or "anthropic") to a
+    provider that speaks it, with only the model field rewritten, on the same path as achat.
+
+    Routing (aliases), the provider check, prompt-cache planning (Anthropic bodies),
+    retries (transport) and the usage ledger happen as for `achat`; the reply's bytes are
+    not decoded and re-encoded: usage is read off them on the way (`providers/relay.py`).
+    `headers` are added to the provider's (the gateway forwards `anthropic-beta`).
+    A stream's chunks must be read to the end or closed (`aclose()`): closing early
+    cancels the upstream request and records the usage seen so far as "cancelled".
+    `endpoint="count_tokens"` (Anthropic) is relayed without a ledger row: it costs nothing.
+    """
+    from .providers import transport
+    from .providers.relay import AnthropicStreamReader, OpenAIStreamReader, StreamReader, body_usage
+
+    cfg = settings if settings is not None else settings_mod.load()
+    route = route if route is not None else _route(str(body.get("model") or ""), cfg)
+    if route.spec.protocol != protocol:
+        raise UnknownModelError(f"{route.model!r} is served by {route.spec.label}, which does not speak the {protocol} protocol")
+    adapter: Any = adapter_for(route.spec, cfg)
+    url, base_headers = adapter.relay_endpoint(endpoint)
+    send_headers = {**base_headers, **headers} if headers else base_headers
+    body["model"] = route.upstream_model
+    stream = bool(body.get("stream")) and endpoint == "chat"
+    reader: StreamReader | None = None
+    if protocol == "anthropic" and endpoint == "chat":
+        from .caching import plan_anthropic_body
+
+        plan_anthropic_body(body, _flag(cfg.get("prompt_cache_enabled", True)))
+        reader = AnthropicStreamReader() if stream else None
+    elif stream:
+        options = body.get("stream_options")
+        asked = isinstance(options, dict) and bool(options.get("include_usage"))
+        if not asked and adapter.stream_usage:
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        reader = OpenAIStreamReader(hide_usage=not asked)
+    data = transport.dumps(body)
+    call = _Call(route, cfg, context, stream)
+    if endpoint != "chat":
+        result = await transport.request(adapter, "POST", url, headers=send_headers, body=data)
+        return RelayReply(result.status, "application/json", result.body)
+    try:
+        if reader is None:
+            result = await transport.request(adapter, "POST", url, headers=send_headers, body=data)
+        else:
+            resp = await transport.open_stream(adapter, "POST", url, headers=send_headers, body=data)
+    except ProviderError as err:
+        raise call.failed(err) from None
+    if reader is None:
+        call.record(usage=body_usage(protocol, result.body), ttft=call.elapsed())
+        return RelayReply(result.status, "application/json", result.body)
+    return RelayReply(resp.status, "text/event-stream; charset=utf-8", chunks=_relay_chunks(resp, reader, call, adapter))
+
+
+async def _relay_chunks(resp: Any, reader: Any, call: _Call, adapter: Any) -> AsyncIterator[bytes]:
+    """The relayed stream's bytes; exactly one ledger record however it ends."""
+    from .providers.transport import iter_chunks
+
+    ttft: float | None = None
+    try:
+        async for chunk in iter_chunks(resp, adapter):
+            if ttft is None:
+                ttft = call.elapsed()
+            out = reader.feed(chunk)
+            if out:
+                yield out
+        rest = reader.close()
+        if rest:
+            yield rest
+    except ProviderError as err:  # the connection broke mid-stream
+        resp.close()
+        call.record(err.kind, usage=reader.usage(), ttft=ttft)
+        raise
+    except BaseException:  # the caller stopped reading (client gone): cancel the upstream request
+        resp.close()
+        call.record("cancelled", usage=reader.usage(), ttft=ttft)
+        raise
+    resp.release()
+    if reader.error is not None:
+        call.record(adapter.relay_error(reader.error).kind, usage=reader.usage(), ttft=ttft)
+    elif not reader.done:
+        call.record("unavailable", usage=reader.usage(), ttft=ttft)
+        raise UpstreamUnavailableError(
+            f"{adapter.spec.label} closed the stream before it ended; try again (mid-stream)", provider=adapter.spec.id
+        )
+    else:
+        call.record(usage=reader.usage(), ttft=ttft)

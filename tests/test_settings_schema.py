@@ -148,3 +148,15 @@ def test_checks_other_parts_will_use() -> None:
     assert Text()("note", 5) == "5"
     with pytest.raises(SettingsError, match="must be text"):
         Text()("note", {"a": 1})
+
+
+def test_a_bad_hand_edited_value_never_reaches_a_call(synapse_env: Path) -> None:
+    from synapse.providers.catalog import get
+
+    path = synapse_env / "settings.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"anthropic_key": "sk-ant-api03-x", "request_timeout": -1, "max_retries": "lots", '
+                    '"request_deadline": 0}')
+    settings._cache.clear()
+    config = get("anthropic").configure(settings.load())
+    assert (config.timeout, config.max_retries, config.deadline) == (120.0, 2, 0.0)  # 0 is valid: no deadline

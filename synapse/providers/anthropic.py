@@ -430,6 +430,16 @@ class AnthropicAdapter(Adapter):
         betas = sorted({b for t in req.server_tools if (b := SERVER_TOOLS[t.name][1])})
         return {**self._headers, "anthropic-beta": ",".join(betas)} if betas else self._headers
 
+    def relay_endpoint(self, endpoint: str) -> tuple[str, Mapping[str, str]]:
+        """URL and headers for the gateway's same-protocol relay: `chat` or `count_tokens`."""
+        if endpoint == "count_tokens":
+            return self._messages_url + "/count_tokens", self._headers
+        return self._messages_url, self._headers
+
+    def relay_error(self, data: Mapping[str, Any]) -> ProviderError:
+        """The typed error for an `error` event a relayed stream carried."""
+        return self._error_from_body(data, None, {}, in_stream=True)
+
     # --- calls ----------------------------------------------------------------------------
 
     async def chat(self, req: Request) -> Response:

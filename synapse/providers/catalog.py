@@ -94,21 +94,12 @@ class ProviderSpec:
             access, secret = os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", "")
             if access and secret:
                 creds = (access, secret, os.environ.get("AWS_SESSION_TOKEN", ""))
-        try:
-            timeout = float(settings.get("request_timeout") or 120.0)
-            retries = int(settings.get("max_retries") if settings.get("max_retries") is not None else 2)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            timeout, retries = 120.0, 2
-        keep = 15.0
-        if self.protocol == "huggingface":
-            try:
-                keep = float(settings.get("hf_keep_loaded_minutes", 15))
-            except (TypeError, ValueError):
-                keep = 15.0
-        try:
-            deadline = max(0.0, float(settings.get("request_deadline", 300.0)))
-        except (TypeError, ValueError):
-            deadline = 300.0
+        from ..settings_schema import usable
+
+        timeout = float(usable("request_timeout", settings))
+        retries = int(usable("max_retries", settings))
+        keep = float(usable("hf_keep_loaded_minutes", settings)) if self.protocol == "huggingface" else 15.0
+        deadline = float(usable("request_deadline", settings))
         return ProviderConfig(
             api_key=get(self.key_setting),
             base_url=base_url.rstrip("/"),
@@ -119,7 +110,7 @@ class ProviderSpec:
             embed_models=split(self.embed_models_setting),
             aws_credentials=creds,
             timeout=timeout,
-            max_retries=max(0, retries),
+            max_retries=retries,
             bare_names=bare_name_provider(settings) == self.id,
             keep_loaded_minutes=keep,
             deadline=deadline,

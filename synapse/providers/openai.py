@@ -158,6 +158,21 @@ class OpenAIAdapter(Adapter):
         #: Cleared when a local server rejects `stream_options` (remembered per adapter).
         self._stream_usage = True
 
+    def relay_endpoint(self, endpoint: str) -> tuple[str, Mapping[str, str]]:
+        """URL and headers for the gateway's same-protocol relay (`chat` only)."""
+        if endpoint != "chat":
+            raise BadRequestError(f"{self.spec.label} has no {endpoint} endpoint", provider=self.spec.id)
+        return self._chat_url, self._headers
+
+    def relay_error(self, data: Mapping[str, Any]) -> ProviderError:
+        """The typed error for an error object a relayed stream carried."""
+        return self._error(None, data, None)
+
+    @property
+    def stream_usage(self) -> bool:
+        """Whether this server takes `stream_options.include_usage` (old local servers do not)."""
+        return self._stream_usage
+
     # --- encode ------------------------------------------------------------------------
 
     def encode(self, req: Request, stream: bool = False) -> dict[str, Any]:

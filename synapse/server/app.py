@@ -164,6 +164,10 @@ def create_app(
     async def usage_page(request: Request) -> HTMLResponse:
         return page("usage.html", request)
 
+    @app.get("/settings/keys", include_in_schema=False)
+    async def keys_page(request: Request) -> HTMLResponse:
+        return page("keys.html", request)
+
     @app.get("/login", include_in_schema=False)
     async def login_page(request: Request) -> Response:
         if not login_required or request.state.session.user:
@@ -183,6 +187,9 @@ def create_app(
     from ..agents.api import router as agents_router
 
     app.include_router(agents_router)
+    from ..gateway.api import router as keys_router
+
+    app.include_router(keys_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 

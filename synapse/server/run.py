@@ -6,6 +6,7 @@ import argparse
 import errno
 import socket
 import sys
+from typing import Any
 
 __all__ = ["serve"]
 
@@ -37,9 +38,11 @@ _LOG_CONFIG = {
         "default": {"format": "%(levelname)s: %(message)s"},
         "access": {"()": "uvicorn.logging.AccessFormatter", "fmt": '%(client_addr)s "%(request_line)s" %(status_code)s', "use_colors": False},
     },
+    "filters": {"no_gateway": {"()": "synapse.server.root.NoGatewayAccessLines"}},
     "handlers": {
         "default": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"},
-        "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout"},
+        "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout",
+                   "filters": ["no_gateway"]},
     },
     "loggers": {
         "uvicorn": {"handlers": ["default"], "level": "WARNING", "propagate": False},
@@ -98,11 +101,20 @@ def serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from .app import create_app
+    from .root import HOST_ENV, create_root
 
-    app = create_app(host, users=users, on_ready=ready)
+    workers = max(1, int(getattr(args, "workers", None) or 1))
+    if workers > 1:  # each process imports the app by name (spawned, not forked)
+        import os
+
+        os.environ[HOST_ENV] = host
+        app: Any = "synapse.server.root:from_env"
+    else:
+        app = create_root(host, users=users, on_ready=ready)
     config = uvicorn.Config(
         app,
+        factory=workers > 1,
+        workers=workers,
         log_config=_LOG_CONFIG,
         access_log=True,
         server_header=False,
@@ -112,7 +124,13 @@ def serve(args: argparse.Namespace) -> int:
     )
     server = uvicorn.Server(config)
     try:
-        server.run(sockets=[sock])
+        if workers > 1:
+            from uvicorn.supervisors import Multiprocess
+
+            ready()
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:

@@ -44,7 +44,7 @@ from .backlog import BATCH_MAX, Backlog, spill_path
 if TYPE_CHECKING:
     from ..client import CallContext, CallRecord
 
-__all__ = ["Ledger", "flush", "install_sigterm_handler", "ledger", "record", "row_for", "spent"]
+__all__ = ["Ledger", "flush", "install_sigterm_handler", "key_spend", "ledger", "record", "row_for", "spent"]
 
 log = logging.getLogger("synapse.usage")
 
@@ -131,6 +131,7 @@ def row_for(rec: "CallRecord") -> dict[str, Any]:
         "latency_ms": round(rec.latency * 1000.0, 3),
         "ttft_ms": None if rec.ttft is None else round(rec.ttft * 1000.0, 3),
         "outcome": rec.outcome,
+        "key_name": ctx.key if ctx is not None else None,
     }
 
 
@@ -400,5 +401,20 @@ def spent(context: "CallContext | None", settings: Mapping[str, Any] | None = No
     with eng.connect() as conn:
         total = conn.execute(
             sa.select(sa.func.coalesce(sa.func.sum(t.c.cost_usd), 0.0)).where(t.c.session == context.session)
+        ).scalar()
+    return float(total or 0.0)
+
+
+def key_spend(name: str, url: str) -> float:
+    """USD the ledger at `url` holds for calls made with the gateway key `name` (no flush:
+    the gateway reads this on its request path and adds what it recorded since)."""
+    import sqlalchemy as sa
+
+    from .. import storage
+    from ..storage.tables import usage_calls as t
+
+    with storage.engine(url).connect() as conn:
+        total = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(t.c.cost_usd), 0.0)).where(t.c.key_name == name)
         ).scalar()
     return float(total or 0.0)

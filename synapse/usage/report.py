@@ -46,11 +46,13 @@ __all__ = [
 ]
 
 DEFAULT_SINCE = "30d"
-BREAKDOWNS = ("provider", "model", "agent", "day")
+BREAKDOWNS = ("provider", "model", "agent", "key", "day")
+#: Breakdown name -> its column (the gateway key's name is `key_name`).
+_COLUMN = {"key": "key_name"}
 CSV_COLUMNS = (
     "time", "provider", "model", "upstream_model", "agent", "session", "kind", "stream",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
-    "cost_usd", "savings_usd", "response_cache_hit", "latency_ms", "ttft_ms", "outcome",
+    "cost_usd", "savings_usd", "response_cache_hit", "latency_ms", "ttft_ms", "outcome", "key",
 )
 
 _RELATIVE = re.compile(r"^(\d+)\s*([hdw])$")
@@ -188,13 +190,13 @@ def totals(conn: "sa.Connection", since: float | None = None, until: float | Non
 
 
 def breakdown(conn: "sa.Connection", by: str, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
-    """One row per provider / model / agent / day, the costliest first (days in order)."""
+    """One row per provider / model / agent / gateway key / day, the costliest first (days in order)."""
     import sqlalchemy as sa
 
     if by not in BREAKDOWNS:
         raise PeriodError(f"breakdown must be one of {', '.join(BREAKDOWNS)}, not {by!r}")
     t = _table()
-    cols: list[Any] = [t.c[by]]
+    cols: list[Any] = [t.c[_COLUMN.get(by, by)]]
     if by == "model":
         cols.append(t.c.provider)
     query = sa.select(*cols, *_aggregates()).where(*_where(since, until)).group_by(*cols)
@@ -204,7 +206,7 @@ def breakdown(conn: "sa.Connection", by: str, since: float | None = None, until:
         query = query.order_by(sa.func.coalesce(sa.func.sum(t.c.cost_usd), -1.0).desc(), sa.func.count().desc(), cols[0])
     out: list[dict[str, Any]] = []
     for row in conn.execute(query).mappings():
-        item = {by: row[by]}
+        item = {by: row[_COLUMN.get(by, by)]}
         if by == "model":
             item["provider"] = row["provider"]
         item.update(_finish(row))
@@ -262,6 +264,7 @@ def _row_out(row: Mapping[Any, Any]) -> dict[str, Any]:
         "latency_ms": row["latency_ms"],
         "ttft_ms": row["ttft_ms"],
         "outcome": row["outcome"],
+        "key": row["key_name"],
     }
 
 
@@ -364,6 +367,7 @@ def report(
             "by_provider": breakdown(conn, "provider", start, end),
             "by_model": breakdown(conn, "model", start, end),
             "by_agent": breakdown(conn, "agent", start, end),
+            "by_key": breakdown(conn, "key", start, end),
             "by_day": breakdown(conn, "day", start, end),
             "series": series(conn, start, end),
             "recent": recent_calls(conn, recent, start, end),

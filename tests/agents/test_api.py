@@ -128,9 +128,9 @@ def test_closing_the_stream_stops_the_turn_and_the_upstream(server: Any) -> None
     conn.sock.close()  # the Stop button / a dropped connection
     conn.close()
     deadline = time.monotonic() + 5
-    while not proto.fake.disconnects and time.monotonic() < deadline:
+    while not proto.fake.aborted and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert proto.fake.disconnects == 1
+    assert proto.fake.aborted == 1
     while time.monotonic() < deadline:
         rows = SessionStore().messages(session)
         if rows and rows[-1].message.role == "assistant":

@@ -417,6 +417,8 @@ def test_keyboard(world: dict[str, Any], page: Any, api: ApiClient) -> None:
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Usage"
     page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "API Keys"
+    page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "p-30d"
     before = page.evaluate("document.body.dataset.loaded")
     page.keyboard.press("ArrowRight")
@@ -427,7 +429,7 @@ def test_keyboard(world: dict[str, Any], page: Any, api: ApiClient) -> None:
     assert page.evaluate("document.activeElement.id") == "export"
     # the tables scroll from the keyboard: each wrapper is a focusable, labelled region
     regions = page.locator(".table-wrap[role=region][tabindex='0']")
-    assert regions.count() == 6
+    assert regions.count() == 7  # series, provider, model, agent, API key, day, recent
 
 
 def test_phone_width(world: dict[str, Any], page: Any, screenshots: Path) -> None:

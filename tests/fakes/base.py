@@ -75,6 +75,8 @@ class FakeReply:
     #: Chat Completions: send this as `message.content` (and as one more delta) verbatim,
     #: for content shapes a client may not understand.
     raw_content: Any = None
+    #: Streaming only: seconds to wait after each event (a slow model).
+    event_delay: float = 0.0
 
 
 @dataclass
@@ -107,6 +109,8 @@ class FakeServer:
     def __init__(self, valid_keys: set[str] | None = None) -> None:
         self.valid_keys = set(valid_keys or {f"test-key-{self.name}"})
         self.requests: list[RecordedRequest] = []
+        #: How many requests ended because the client went away mid-answer.
+        self.aborted = 0
         self._faults: deque[Fault] = deque()
         self._replies: deque[FakeReply] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -168,6 +172,7 @@ class FakeServer:
         self.stop()
 
     def reset(self) -> None:
+        self.aborted = 0
         self.requests.clear()
         self._faults.clear()
         self._replies.clear()
@@ -217,7 +222,11 @@ class FakeServer:
                 request.transport.close()
                 raise ConnectionResetError("fake dropped the connection")
             return web.Response(status=fault.status, body=fault.body, headers=fault.headers)
-        return await handler(request)
+        try:
+            return await handler(request)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.aborted += 1
+            raise
 
     @property
     def last(self) -> RecordedRequest:

@@ -542,6 +542,8 @@ class OpenAIFake(ResponsesRoutes, FakeServer):
                         await asyncio.sleep(0.001)
                 else:
                     await resp.write(frame)
+                if reply.event_delay:
+                    await asyncio.sleep(reply.event_delay)
         await resp.write_eof()
         return resp
 

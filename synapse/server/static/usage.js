@@ -144,6 +144,7 @@
     renderBreakdown($("#by-provider"), "provider", data.by_provider);
     renderBreakdown($("#by-model"), "model", data.by_model);
     renderBreakdown($("#by-agent"), "agent", data.by_agent);
+    renderBreakdown($("#by-key"), "key", data.by_key || []);
     renderBreakdown($("#by-day"), "day", data.by_day);
     renderRecent(data.recent, t.calls);
   }
@@ -194,7 +195,7 @@
     ["cache_write_tokens", "Cache write", int],
     ["reasoning_tokens", "Reasoning", int],
   ];
-  const HEADS = { provider: "Provider", model: "Model", agent: "Agent", day: "Day" };
+  const HEADS = { provider: "Provider", model: "Model", agent: "Agent", key: "API key", day: "Day" };
 
   function th(text, cls) { return el("th", { scope: "col", class: cls, text }); }
   function td(col, text, cls) { return el("td", { "data-col": col, class: cls, text }); }
@@ -232,6 +233,8 @@
         el("span", { class: "sub", text: provider(r.provider) }));
       else if (by === "agent") name = el("th", { scope: "row", "data-col": "name", class: r.agent === null ? "none" : null,
         text: r.agent === null ? "no agent" : r.agent });
+      else if (by === "key") name = el("th", { scope: "row", "data-col": "name", class: r.key === null ? "none" : null,
+        text: r.key === null ? "no key (not through the gateway)" : r.key });
       else name = el("th", { scope: "row", "data-col": "name", text: r.day });
       const tr = el("tr", { "data-key": key }, name);
       for (const [col, , fmt] of NUMBERS) tr.append(td(col, fmt(r[col]), "num"));
