@@ -75,6 +75,7 @@ DEFAULTS: dict[str, Any] = {
     "database_url": "",
     "response_cache_ttl": 3600,
     "response_cache_similarity": 0.95,
+    "trusted_proxies": "",  # web app: IPs/CIDRs whose X-Forwarded-For/-Proto are believed
 }
 
 #: Setting -> environment variables that fill it when the file leaves it empty.

@@ -66,7 +66,7 @@ def test_the_page_needs_a_login_off_loopback(synapse_env: Path, tmp_path: Path) 
     try:
         api = ApiClient(srv.url)
         r = api.get("/settings/usage")
-        assert r.status == 303 and r.headers["location"] == "/login"
+        assert r.status == 303 and r.headers["location"] == "/login?next=%2Fsettings%2Fusage"
         assert api.get("/api/usage").status == 401
     finally:
         srv.stop()

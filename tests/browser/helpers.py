@@ -30,16 +30,21 @@ def free_port() -> int:
 
 
 class ServerThread:
-    """uvicorn serving `app` on 127.0.0.1 in a background thread."""
+    """uvicorn serving `app` on 127.0.0.1 in a background thread, with `synapse serve`'s
+    connection settings (`header_timeout`, `connections`, ... override them)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **limits: Any) -> None:
         import uvicorn
+
+        from synapse.server.run import uvicorn_settings
 
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(2048)
         self.port = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+        settings = {**uvicorn_settings(**limits), "log_config": None, "log_level": "warning", "access_log": False}
+        self.server = uvicorn.Server(uvicorn.Config(app, **settings))
         self.thread = threading.Thread(target=self._run, daemon=True, name="synapse-test-server")
 
     @property

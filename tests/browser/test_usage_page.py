@@ -143,9 +143,9 @@ def n(v: int) -> str:
 def usd(v: float | None) -> str:
     if v is None:
         return "—"
-    if v < 0:
-        return "-" + usd(-v)
-    return f"${v:.4f}" if v < 100 else f"${v:,.2f}"
+    from synapse.usage.report import money
+
+    return money(v)
 
 
 def pct(r: float | None) -> str:
@@ -252,7 +252,7 @@ def test_totals_breakdowns_and_recent_calls_match_the_api(world: dict[str, Any],
     made.append(next(c["usage"] for c in calls if c["model"] == "claude-haiku-4-5"))  # the replay
     for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
         assert t[k] == sum(u[k] for u in made), k
-    assert page.locator('[data-total="savings"]').inner_text() != "$0.0000"
+    assert page.locator('[data-total="savings"]').inner_text() != "$0.00"
     assert page.locator('[data-total="cost"]').inner_text().startswith("$")
     assert "price unknown for 1 call" in total(page, "unpriced")
     assert total(page, "response_cache_hits") == "1 hit"
