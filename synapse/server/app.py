@@ -40,8 +40,9 @@ __all__ = ["BODY_LIMITS", "create_app", "error"]
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
-#: Request body limits by path prefix (the longest match wins). The pages send no bodies.
-BODY_LIMITS: dict[str, int] = {"/api/": 1 * MiB, "/": 64 * KiB}
+#: Request body limits by path prefix (the longest match wins). A login is a few dozen bytes
+#: and is reachable before one; the pages send no bodies.
+BODY_LIMITS: dict[str, int] = {"/api/": 1 * MiB, "/api/login": 4 * KiB, "/": 64 * KiB}
 
 
 def error(status: int, message: str, headers: Mapping[str, str] | None = None, /, **extra: Any) -> JSONResponse:
