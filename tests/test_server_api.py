@@ -423,6 +423,32 @@ def test_default_model_invalid(api: ApiClient, body: dict[str, Any], words: str)
     assert r.status == 400 and words in r.json()["detail"] and r.json()["field"] == "model"
 
 
+def test_default_model_of_an_unconnected_provider_is_refused(api: ApiClient, synapse_env: Path) -> None:
+    for model, card in [("gpt-5", "OpenAI"), ("claude-sonnet-4-5", "Anthropic Claude"), ("mistral", "Ollama (Local)"),
+                        ("oaic.some/model", "OpenAI Compatible"), ("bedrock.amazon.nova-pro-v1:0", "AWS Bedrock")]:
+        r = api.put("/api/settings/model", {"model": model})
+        assert r.status == 400 and r.json() == {
+            "detail": f"{model} needs {card}, which is not connected: fill in the {card} card on Settings → Models and Save first",
+            "field": "model"}, model
+    assert not (synapse_env / "settings.json").exists()
+    assert api.put("/api/settings/model", {"model": "hf.Qwen/Qwen2.5-0.5B-Instruct"}).status == 200  # no card to fill
+    api.put("/api/providers/openai", {"openai_key": OPENAI_KEY})
+    assert api.put("/api/settings/model", {"model": "gpt-5"}).status == 200
+
+
+def test_removing_the_default_models_provider_warns(api: ApiClient, synapse_env: Path) -> None:
+    api.put("/api/providers/anthropic?wait=1", {"anthropic_key": ANTHROPIC_KEY})
+    assert api.put("/api/settings/model", {"model": "claude-sonnet-4-5"}).status == 200
+    assert api.get("/api/models").json()["model_warning"] == ""
+    api.delete("/api/providers/anthropic")
+    models = api.get("/api/models").json()
+    assert models["model"] == "claude-sonnet-4-5"  # kept: pasting the key again brings it back
+    assert models["model_warning"] == ("claude-sonnet-4-5 needs Anthropic Claude, which is not connected: "
+                                       "fill in the Anthropic Claude card on Settings → Models and Save first")
+    settings_mod.update({"model": "oaic."})  # a hand edit the router cannot use
+    assert api.get("/api/models").json()["model_warning"] == "'oaic.' names no model: write oaic.<model name>"
+
+
 def test_general_settings(api: ApiClient, synapse_env: Path) -> None:
     g = api.get("/api/settings").json()
     assert g == {"prompt_cache_enabled": True, "embedding_model": "", "mode": "cloud", "model": ""}
