@@ -45,6 +45,16 @@ def test_login_with_the_keyboard(public_server: ServeProcess, page: Any, screens
     page.wait_for_url("**/login")
 
 
+def log_in(page: Any, server: ServeProcess) -> None:
+    """A fresh login from the login page (no cookie before), landing on Models."""
+    page.context.clear_cookies()
+    page.goto(server.url + "/login")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill("correct horse battery")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/settings/models")
+
+
 def test_login_returns_to_the_page_asked_for(public_server: ServeProcess, page: Any, screenshots: Path) -> None:
     page.context.clear_cookies()
     page.goto(public_server.url + "/settings/usage?since=7d")
@@ -63,12 +73,7 @@ def test_login_returns_to_the_page_asked_for(public_server: ServeProcess, page: 
 
 def test_a_lost_login_comes_back_to_the_same_page(public_server: ServeProcess, page: Any) -> None:
     """The page's API call gets a 401 (the server restarted, the session expired): to /login and back."""
-    page.context.clear_cookies()
-    page.goto(public_server.url + "/login")
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill("correct horse battery")
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url("**/settings/models")
+    log_in(page, public_server)
     page.goto(public_server.url + "/settings/usage?since=24h")
     page.wait_for_selector("body[data-loaded]")
     page.context.clear_cookies()  # as if the session ended
@@ -78,12 +83,7 @@ def test_a_lost_login_comes_back_to_the_same_page(public_server: ServeProcess, p
 
 
 def test_the_404_page(public_server: ServeProcess, page: Any, screenshots: Path) -> None:
-    page.context.clear_cookies()
-    page.goto(public_server.url + "/login")
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill("correct horse battery")
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url("**/settings/models")
+    log_in(page, public_server)
     for path in ("/docs", "/no/such/page"):
         response = page.goto(public_server.url + path)
         assert response is not None and response.status == 404

@@ -300,7 +300,8 @@ def test_bedrock_inference_profile_dropdown(world: dict[str, Any], page: Any) ->
     values = [v for v in options.evaluate_all("els => els.map(e => e.value)") if v not in ("", "__other__")]
     assert values, "no inference profiles from ListInferenceProfiles"
     select.select_option(values[0])
-    card(page, "bedrock").get_by_role("button", name="Save").click()
+    with page.expect_response(lambda r: r.request.method == "PUT" and r.url.endswith("/api/providers/bedrock")):
+        card(page, "bedrock").get_by_role("button", name="Save").click()
     page.wait_for_function("() => document.querySelector('#card-bedrock .form-msg').textContent === 'Saved.'")
     expect_state(page, "bedrock", "ok")
     saved = json.loads((world["data"] / "settings.json").read_text())
@@ -309,7 +310,8 @@ def test_bedrock_inference_profile_dropdown(world: dict[str, Any], page: Any) ->
     select.select_option("__other__")
     other = card(page, "bedrock").get_by_label("Inference Profile id or ARN")
     other.fill("arn:aws:bedrock:eu-central-1:123456789012:application-inference-profile/abc123")
-    other.press("Enter")
+    with page.expect_response(lambda r: r.request.method == "PUT" and r.url.endswith("/api/providers/bedrock")):
+        other.press("Enter")
     page.wait_for_function(
         "() => document.querySelector('#card-bedrock .form-msg').textContent === 'Saved.'")
     saved = json.loads((world["data"] / "settings.json").read_text())
