@@ -175,7 +175,11 @@ def test_the_settings_synapse_serve_uses() -> None:
     assert settings["proxy_headers"] is False  # X-Forwarded-* only from trusted_proxies, in the app
     assert settings["timeout_keep_alive"] == KEEP_ALIVE and HEADER_TIMEOUT == 10.0
     assert settings["limit_concurrency"] == max_connections() + 1
-    assert settings["http"].__name__ == "GuardedHttpToolsProtocol"
+    assert settings["http"].func.__name__ == "GuardedHttpToolsProtocol"
+    import pickle  # a worker process gets the config pickled (uvicorn --workers spawns)
+
+    again = pickle.loads(pickle.dumps(settings["http"]))
+    assert again.func is settings["http"].func and again.keywords == settings["http"].keywords
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert max_connections() <= max(32, soft - 256)
 

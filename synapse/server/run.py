@@ -86,13 +86,11 @@ def uvicorn_settings(
     max_head: int = MAX_HEAD,
 ) -> dict[str, Any]:
     """The `uvicorn.Config(app, **uvicorn_settings())` keyword arguments of `synapse serve`."""
-    from uvicorn.protocols.http.auto import AutoHTTPProtocol
-
     from .connections import guarded
 
     limit = connections or max_connections()
     return {
-        "http": guarded(AutoHTTPProtocol, header_timeout, limit, max_head),
+        "http": guarded(header_timeout, limit, max_head),
         "timeout_keep_alive": keep_alive,
         # uvicorn's own limit answers 503 to a request once this many connections or
         # requests are open; the guard above already refuses connections past `limit`.
