@@ -35,6 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SYNAPSE_VOLATILE",
+    "Agent",
     "AuthenticationError",
     "BadRequestError",
     "CallContext",
@@ -64,6 +65,7 @@ __all__ = [
     "astream",
     "chat",
     "embed",
+    "server_tool",
     "stream",
 ]
 
@@ -71,12 +73,16 @@ _LAZY = {
     "achat": "client", "aembed": "client", "astream": "client",
     "chat": "client", "embed": "client", "stream": "client", "CallContext": "client",
     "SYNAPSE_VOLATILE": "caching",
+    "Agent": "agents.agent",
+    "server_tool": "coerce",
     "Message": "types", "Response": "types", "Tool": "types", "ToolCall": "types", "Usage": "types",
 }
 
 if TYPE_CHECKING:
+    from .agents.agent import Agent
     from .caching import SYNAPSE_VOLATILE
     from .client import CallContext, achat, aembed, astream, chat, embed, stream
+    from .coerce import server_tool
     from .types import Message, Response, Tool, ToolCall, Usage
 
 

@@ -35,7 +35,7 @@ agent (`CallContext(cache=...)`). Entries live `response_cache_ttl` seconds (def
 
 * exact: the key is a SHA-256 of the routed model and the canonical request.
 * semantic: additionally, a request whose last user message embeds (with the
-  configured `embedding_model`, else the bundled local model) within cosine
+  default embedding model: `embedding_model`, else the `mode`'s) within cosine
   similarity `SEMANTIC_THRESHOLD` (0.95; setting `response_cache_similarity`) of a
   stored one is a hit, provided everything else (model, system prompt, tools,
   options and the earlier history) is identical.
@@ -53,7 +53,20 @@ from typing import Any
 
 import orjson
 
-from .types import ImagePart, Message, Request, Response, TextPart, Tool, ToolCall, ToolResultPart, Usage
+from .types import (
+    ImagePart,
+    Message,
+    ReasoningPart,
+    Request,
+    Response,
+    ServerToolPart,
+    Source,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolResultPart,
+    Usage,
+)
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -297,6 +310,7 @@ def _canon_common(model: str, req: Request) -> list[Any]:
         req.model,
         [p.text for p in req.system],
         [[t.name, t.description, t.parameters] for t in req.tools],
+        [[t.name, t.options] for t in req.server_tools],
         req.tool_choice,
         req.max_tokens,
         req.temperature,
@@ -348,6 +362,9 @@ def _dump_response(r: Response) -> bytes:
             "model": r.model,
             "reasoning": r.reasoning,
             "id": r.id,
+            "reasoning_parts": [dataclasses.asdict(p) for p in r.reasoning_parts],
+            "server_tools": [dataclasses.asdict(p) for p in r.server_tools],
+            "citations": [dataclasses.asdict(c) for c in r.citations],
         }
     )
 
@@ -367,6 +384,12 @@ def _load_response(raw: bytes) -> Response:
         raw_stop_reason=d.get("raw_stop_reason"),
         reasoning=d.get("reasoning", ""),
         id=d.get("id"),
+        reasoning_parts=[ReasoningPart(**p) for p in d.get("reasoning_parts") or ()],
+        server_tools=[
+            ServerToolPart(**{**p, "sources": [Source(**src) for src in p.get("sources") or ()]})
+            for p in d.get("server_tools") or ()
+        ],
+        citations=[Source(**c) for c in d.get("citations") or ()],
     )
 
 
@@ -379,7 +402,9 @@ class ResponseCache:
         self.path = path
         self.ttl = ttl
         self.threshold = threshold
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from .private_files import create_private
+
+        create_private(path)  # 0600 in a 0700 folder: it holds reply text
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=10, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

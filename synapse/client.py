@@ -26,7 +26,7 @@ from . import settings as settings_mod
 from .caching import cache_mode, plan_prompt_cache
 from .errors import ConnectionFailedError, NotFoundError, ProviderError, SynapseError, UnknownModelError
 from .providers import adapter_for
-from .providers.routing import KNOWN_PREFIXES, Route, resolve
+from .providers.routing import KNOWN_PREFIXES, Route, default_embedding_model, resolve
 from .coerce import MessagesInput, SystemInput, ToolsInput, build_request, coerce_messages, coerce_tools
 from .types import (
     ReasoningDelta,
@@ -148,7 +148,7 @@ def _bare_name_error(route: Route, err: ProviderError, settings: Mapping[str, An
 
 def _is_bare_miss(route: Route, err: ProviderError) -> bool:
     """A bare name Ollama does not have, or an Ollama that is not running."""
-    return route.bare and isinstance(err, (NotFoundError, ConnectionFailedError))
+    return route.bare and route.spec.id == "ollama" and isinstance(err, (NotFoundError, ConnectionFailedError))
 
 
 def _flag(value: Any, default: bool = True) -> bool:
@@ -266,8 +266,10 @@ def _begin(
     """Settings, route, adapter and canonical request for one chat call."""
     cfg = settings if settings is not None else settings_mod.load()
     route = _route(model, cfg)
-    adapter = adapter_for(route.spec, cfg)
+    adapter = adapter_for(route.spec, cfg, route.protocol)
     req = build_request(route.upstream_model, messages, **request)
+    if req.server_tools:
+        adapter.check_server_tools(req)
     return _Call(route, cfg, context, stream), adapter, req
 
 
@@ -393,10 +395,10 @@ async def aembed(
     settings: Mapping[str, Any] | None = None,
     context: CallContext | None = None,
 ) -> list[list[float]]:
-    """Embed texts. With no model (and `embedding_model` empty) the bundled local model is used."""
+    """Embed texts. With no model: `embedding_model`, else the `mode`'s default (local: the bundled model)."""
     cfg = settings if settings is not None else settings_mod.load()
     items = [texts] if isinstance(texts, str) else list(texts)
-    name = (model or "").strip() or str(cfg.get("embedding_model") or "").strip()
+    name = (model or "").strip() or default_embedding_model(cfg)
     if not name or name == "local":
         from .embeddings_local import embed_local
 

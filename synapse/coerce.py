@@ -11,13 +11,41 @@ from typing import Any
 import orjson
 
 from .errors import SynapseError
-from .types import ImagePart, Message, Part, Request, TextPart, Tool, ToolCall, ToolResultPart
+from .types import (
+    SERVER_TOOL_NAMES,
+    ImagePart,
+    Message,
+    Part,
+    Request,
+    ServerTool,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolResultPart,
+)
 
-__all__ = ["MessagesInput", "SystemInput", "ToolsInput", "build_request", "coerce_messages", "coerce_tools"]
+__all__ = [
+    "MessagesInput",
+    "SystemInput",
+    "ToolsInput",
+    "build_request",
+    "coerce_messages",
+    "coerce_tools",
+    "server_tool",
+]
 
 MessagesInput = str | Sequence[Message | Mapping[str, Any]]
 SystemInput = str | Sequence[str | TextPart] | None
-ToolsInput = Sequence[Tool | Mapping[str, Any]]
+ToolsInput = Sequence[Tool | ServerTool | Mapping[str, Any]]
+
+
+def server_tool(name: str, **options: Any) -> ServerTool:
+    """A tool the provider runs itself, to pass in `tools=[...]`: `web_search`,
+    `web_fetch` or `code_execution`. `options` go into the provider's tool definition
+    as they are (e.g. `max_uses=3` or `allowed_domains=[...]` for Anthropic)."""
+    if name not in SERVER_TOOL_NAMES:
+        raise SynapseError(f"unknown provider-side tool {name!r}: use one of {', '.join(SERVER_TOOL_NAMES)}")
+    return ServerTool(name, tuple(sorted(options.items())))
 
 _SYSTEM_ROLES = ("system", "developer")
 
@@ -151,12 +179,15 @@ def coerce_messages(messages: MessagesInput, system: SystemInput = None) -> tupl
 
 
 def coerce_tools(tools: ToolsInput | None) -> list[Tool]:
-    """Tool objects, {name, description, parameters}, or OpenAI / Anthropic tool dicts."""
+    """Tool objects, {name, description, parameters}, or OpenAI / Anthropic tool dicts.
+    Provider-side tools (`server_tool(...)`) are not functions: `build_request` takes them apart."""
     out: list[Tool] = []
     for t in tools or ():
         if isinstance(t, Tool):
             out.append(t)
             continue
+        if isinstance(t, ServerTool):
+            raise SynapseError(f"{t.name} is a provider-side tool, not a function: pass it in tools= of a chat call")
         fn = t.get("function", t)
         if not fn.get("name"):
             raise SynapseError("every tool needs a name")
@@ -178,14 +209,16 @@ def build_request(
     extra: Mapping[str, Any] | None = None,
 ) -> Request:
     sys_parts, msgs = coerce_messages(messages, system)
+    server = [t for t in tools or () if isinstance(t, ServerTool)]
     return Request(
         model=upstream_model,
         messages=msgs,
         system=sys_parts,
-        tools=coerce_tools(tools),
+        tools=coerce_tools([t for t in tools or () if not isinstance(t, ServerTool)] if server else tools),
         tool_choice=tool_choice,
         max_tokens=max_tokens,
         temperature=temperature,
         stop=[stop] if isinstance(stop, str) else list(stop or ()),
         extra=dict(extra or {}),
+        server_tools=server,
     )

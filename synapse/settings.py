@@ -1,11 +1,12 @@
-"""settings.json: defaults, then environment fallbacks, then the file; atomic saves; masking.
+"""settings.json: defaults, then environment fallbacks, then the file; checked, atomic saves; masking.
 
 The file holds flat keys exactly as a user writes them by hand. Reading merges it over
 the defaults; a key the file leaves empty is filled from the standard environment
 variable for it. Saving re-reads the file under a lock, applies only the changed keys
 (so two saves at once never lose either change, and keys Synapse does not know are
 kept), writes a temporary file with mode 0600 and renames it over the old one.
-A malformed file is never overwritten.
+A malformed file is never overwritten. What each key means, its default and how a value
+is checked live in `settings_schema.py`; files are made private by `private_files.py`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
+from .private_files import ensure_dir, remove_temp_files, write_private
+from .settings_schema import SCHEMA, validate
 
 __all__ = [
     "DEFAULTS",
@@ -31,66 +32,19 @@ __all__ = [
     "is_secret",
     "load",
     "mask",
+    "remove_stale_temp_files",
     "settings_path",
     "shown",
     "update",
+    "validate",
     "write_private",
 ]
 
-DEFAULTS: dict[str, Any] = {
-    "mode": "cloud",
-    "model": "",
-    "anthropic_key": "",
-    "openai_key": "",
-    "gemini_key": "",
-    "grok_key": "",
-    "deepseek_key": "",
-    "bedrock_api_key": "",
-    "aws_region": "us-east-1",
-    "bedrock_inference_profile": "",
-    "embedding_model": "",
-    "openai_compatible_key": "",
-    "openai_compatible_base_url": "",
-    "openai_compatible_models": "",
-    "openai_compatible_embed_models": "",
-    "ollama_base_url": "http://127.0.0.1:11434",
-    "local_compatible_base_url": "",
-    "local_compatible_key": "",
-    "local_compatible_models": "",
-    "local_compatible_embed_models": "",
-    "prompt_cache_enabled": True,
-    # Base-URL overrides (corporate proxies, tests). OpenAI and xAI end in /v1;
-    # Anthropic, Gemini and DeepSeek are the bare origin.
-    "anthropic_base_url": "",
-    "openai_base_url": "",
-    "gemini_base_url": "",
-    "grok_base_url": "",
-    "deepseek_base_url": "",
-    "bedrock_runtime_url": "",
-    "bedrock_control_url": "",
-    # Call behaviour.
-    "request_timeout": 120,
-    "max_retries": 2,
-    # Storage and caches.
-    "database_url": "",
-    "response_cache_ttl": 3600,
-    "response_cache_similarity": 0.95,
-    "trusted_proxies": "",  # web app: IPs/CIDRs whose X-Forwarded-For/-Proto are believed
-}
+#: Every setting's default, from the schema (synapse/settings_schema.py).
+DEFAULTS: dict[str, Any] = {s.key: s.default for s in SCHEMA}
 
 #: Setting -> environment variables that fill it when the file leaves it empty.
-ENV_FALLBACKS: dict[str, tuple[str, ...]] = {
-    "anthropic_key": ("ANTHROPIC_API_KEY",),
-    "openai_key": ("OPENAI_API_KEY",),
-    "gemini_key": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-    "grok_key": ("XAI_API_KEY",),
-    "deepseek_key": ("DEEPSEEK_API_KEY",),
-    "bedrock_api_key": ("AWS_BEARER_TOKEN_BEDROCK",),
-    "aws_region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
-    "ollama_base_url": ("OLLAMA_BASE_URL",),
-    "anthropic_base_url": ("ANTHROPIC_BASE_URL",),
-    "openai_base_url": ("OPENAI_BASE_URL",),
-}
+ENV_FALLBACKS: dict[str, tuple[str, ...]] = {s.key: s.env for s in SCHEMA if s.env}
 
 _BOOL_KEYS = frozenset(k for k, v in DEFAULTS.items() if isinstance(v, bool))
 _SECRET_SUFFIXES = ("_key", "_secret", "_token", "_password")
@@ -143,23 +97,11 @@ def shown(key: str, value: Any) -> Any:
 
 
 def coerce(key: str, value: Any) -> Any:
-    """Turn a value typed on the command line or sent by a form into the stored type."""
-    if key in _BOOL_KEYS:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise SettingsError(f"{key} must be true or false, not {value!r}")
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v).strip() for v in value if str(v).strip())
-    if isinstance(value, (str, int, float)):
-        return str(value).strip() if isinstance(value, str) else value
-    raise SettingsError(f"{key} must be a string, not {type(value).__name__}")
+    """The stored form of a value typed on the command line or sent by a form.
+
+    Known keys go through their schema check; a custom key keeps its JSON value.
+    """
+    return validate(key, value, custom_ok=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +140,12 @@ class Settings(Mapping[str, Any]):
         value = self.get(key, False)
         if isinstance(value, bool):
             return value
-        return bool(coerce(key, value)) if key in _BOOL_KEYS else bool(value)
+        if key in _BOOL_KEYS:
+            try:
+                return bool(coerce(key, value))
+            except SettingsError:
+                return bool(DEFAULTS[key])  # a hand-edited "maybe": the default (`synapse doctor` reports it)
+        return bool(value)
 
     def get_list(self, key: str) -> list[str]:
         """A comma-separated setting as a list (`a, b` -> ["a", "b"])."""
@@ -229,6 +176,9 @@ def _read_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except NotADirectoryError:
+        ensure_dir(path.parent)  # raises: the data folder is a file
+        raise
     except UnicodeDecodeError as exc:
         raise SettingsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); fix or remove the file") from None
     except OSError as exc:
@@ -253,7 +203,7 @@ def load(path: Path | None = None) -> Settings:
     try:
         st = path.stat()
         stamp = (st.st_mtime_ns, st.st_size)
-    except FileNotFoundError:
+    except OSError:  # missing, or a data folder that is a file: _read_file says which
         stamp = (0, -1)
     cached = _cache.get(path)
     if cached is not None and cached[0] == stamp:
@@ -266,14 +216,16 @@ def load(path: Path | None = None) -> Settings:
 def update(changes: Mapping[str, Any], path: Path | None = None) -> Settings:
     """Apply `changes` to settings.json atomically. A value of None removes the key.
 
+    Each value goes through its schema check first (nothing is written if one fails).
     Holds an exclusive lock on `settings.json.lock` while it re-reads, merges and
-    replaces the file, so concurrent saves (threads or processes) each keep their change.
+    replaces the file, so concurrent saves (threads or processes) each keep their
+    change; under that lock, temp files a killed save left behind are removed.
     """
     import fcntl
 
     path = path or settings_path()
     clean = {k: (None if v is None else coerce(k, v)) for k, v in changes.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     with _save_lock, open(path.with_name(path.name + ".lock"), "a") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
@@ -283,6 +235,7 @@ def update(changes: Mapping[str, Any], path: Path | None = None) -> Settings:
                     current.pop(key, None)
                 else:
                     current[key] = value
+            remove_temp_files(path)
             write_private(path, json.dumps(current, indent=2, ensure_ascii=False) + "\n")
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
@@ -290,28 +243,23 @@ def update(changes: Mapping[str, Any], path: Path | None = None) -> Settings:
     return load(path)
 
 
-def write_private(path: Path, text: str) -> None:
-    """Replace `path` with `text` atomically (temp file, fsync, rename), mode 0600.
+def remove_stale_temp_files(path: Path | None = None) -> list[Path]:
+    """At start: remove temp files a killed save left, unless a save holds the lock now."""
+    import fcntl
 
-    Readers see the old file or the new one, never half of either. Used for every file
-    that holds secrets: settings.json and the web app's users file.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    path = path or settings_path()
+    lock_path = path.with_name(path.name + ".lock")
+    if not lock_path.exists():
+        return []
     try:
-        os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        with _save_lock, open(lock_path, "a") as lock:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return []  # a save is running: its temp file is not stale
+            try:
+                return remove_temp_files(path)
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    except OSError:
+        return []

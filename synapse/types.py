@@ -11,15 +11,20 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
 __all__ = [
+    "Citation",
     "ImagePart",
     "Message",
     "ModelInfo",
     "Part",
     "ReasoningDelta",
+    "ReasoningPart",
     "Request",
     "Response",
     "ResponseDone",
     "Role",
+    "ServerTool",
+    "ServerToolPart",
+    "Source",
     "StopReason",
     "StreamEvent",
     "TextDelta",
@@ -96,7 +101,58 @@ class ToolResultPart:
     type: Literal["tool_result"] = "tool_result"
 
 
-Part = Union[TextPart, ImagePart, ToolCall, ToolResultPart]
+@dataclass(slots=True)
+class ReasoningPart:
+    """Reasoning a provider returned that only it can read back (OpenAI Responses
+    `reasoning` items with their `encrypted_content`). Kept in the assistant turn so the
+    next request gives it back; other providers skip it."""
+
+    #: The readable summary, when the provider sent one ("" otherwise).
+    text: str
+    #: The provider id that made it (`openai`); only that provider is sent it again.
+    provider: str
+    #: The wire item, echoed back as it came (id, summary, encrypted_content).
+    data: dict[str, Any] = field(default_factory=dict)
+    cache: bool = False
+    type: Literal["reasoning"] = "reasoning"
+
+
+@dataclass(slots=True)
+class Source:
+    """A web page a provider-side tool read or a reply cites."""
+
+    url: str
+    title: str = ""
+
+
+@dataclass(slots=True)
+class ServerToolPart:
+    """A provider-side tool's call or result (web search, web fetch, code execution,
+    Google Search grounding). The provider ran it; Synapse keeps it so a UI can show
+    what was searched and which sources came back, and so the same provider gets the
+    blocks back on the next turn (other providers skip them)."""
+
+    #: The canonical tool name: `web_search`, `web_fetch` or `code_execution`.
+    name: str
+    #: "call" (what the model asked the tool) or "result" (what the tool returned).
+    kind: Literal["call", "result"]
+    #: The provider id whose blocks these are.
+    provider: str
+    #: The provider's id linking a call to its result, when it has one.
+    id: str | None = None
+    #: The call's input (`{"query": ...}`, `{"url": ...}`, `{"code": ...}`).
+    input: dict[str, Any] = field(default_factory=dict)
+    #: Pages a search or fetch returned.
+    sources: list[Source] = field(default_factory=list)
+    #: Readable output (code execution's stdout, an error code), when there is one.
+    text: str = ""
+    #: The wire blocks, echoed back as they came.
+    data: list[dict[str, Any]] = field(default_factory=list)
+    cache: bool = False
+    type: Literal["server_tool"] = "server_tool"
+
+
+Part = Union[TextPart, ImagePart, ToolCall, ToolResultPart, ReasoningPart, ServerToolPart]
 
 
 @dataclass(slots=True)
@@ -118,6 +174,26 @@ class Tool:
     cache: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class ServerTool:
+    """A tool the provider runs itself, enabled by name: `synapse.server_tool("web_search")`.
+
+    `options` go into the provider's tool definition as they are (`max_uses`,
+    `allowed_domains`, `user_location`, ...).
+    """
+
+    name: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.options)
+
+
+#: The provider-side tools Synapse knows by name.
+SERVER_TOOL_NAMES = ("web_search", "web_fetch", "code_execution")
+
+
 @dataclass(slots=True)
 class Request:
     """One model call, already routed: `model` is the upstream model id."""
@@ -133,6 +209,8 @@ class Request:
     stop: list[str] = field(default_factory=list)
     #: Provider-specific extra body fields, merged last (escape hatch).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Tools the provider runs itself (web search, web fetch, code execution).
+    server_tools: list[ServerTool] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -150,19 +228,26 @@ class Usage:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    #: Provider-side tool uses billed apart from tokens, by canonical tool name
+    #: (`{"web_search": 2, "web_fetch": 1}`): Anthropic's `server_tool_use`, OpenAI
+    #: `web_search_call` items, Gemini grounded searches.
+    server_tool_use: dict[str, int] = field(default_factory=dict)
 
     @property
     def prompt_tokens(self) -> int:
         return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
 
-    def as_dict(self) -> dict[str, int]:
-        return {
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cache_read_tokens": self.cache_read_tokens,
             "cache_write_tokens": self.cache_write_tokens,
             "reasoning_tokens": self.reasoning_tokens,
         }
+        if self.server_tool_use:
+            out["server_tool_use"] = dict(self.server_tool_use)
+        return out
 
 
 @dataclass(slots=True)
@@ -176,9 +261,16 @@ class Response:
     raw_stop_reason: str | None = None
     reasoning: str = ""
     id: str | None = None
+    #: Reasoning only this provider can read back (OpenAI Responses reasoning items).
+    reasoning_parts: list[ReasoningPart] = field(default_factory=list)
+    #: Provider-side tool calls and results, in the order they came.
+    server_tools: list[ServerToolPart] = field(default_factory=list)
+    #: Sources the text cites (Anthropic citations, OpenAI url_citation annotations,
+    #: Gemini grounding chunks), in order, without duplicates.
+    citations: list[Source] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "text": self.text,
             "model": self.model,
             "provider": self.provider,
@@ -188,10 +280,21 @@ class Response:
             ],
             "usage": self.usage.as_dict(),
         }
+        if self.server_tools:
+            out["server_tools"] = [
+                {"name": p.name, "kind": p.kind, "input": p.input, "text": p.text,
+                 "sources": [{"url": s.url, "title": s.title} for s in p.sources]}
+                for p in self.server_tools
+            ]
+        if self.citations:
+            out["citations"] = [{"url": s.url, "title": s.title} for s in self.citations]
+        return out
 
     def to_message(self) -> Message:
-        """This reply as an assistant turn, to append to the history."""
-        parts: list[Part] = []
+        """This reply as an assistant turn, to append to the history: reasoning items and
+        provider-side tool blocks first (as the providers produced them), then the text,
+        then the tool calls."""
+        parts: list[Part] = [*self.reasoning_parts, *self.server_tools]
         if self.text:
             parts.append(TextPart(self.text))
         parts.extend(self.tool_calls)

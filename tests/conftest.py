@@ -66,14 +66,14 @@ class CliResult:
 
 @pytest.fixture
 def cli(synapse_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
-    """Run `synapse ARGS` in-process; `stdin=` feeds standard input."""
+    """Run `synapse ARGS` in-process; `stdin=` feeds standard input (a str, or bytes for non-UTF-8)."""
     import io
 
     from synapse.cli import main
 
     def run(*args: str, stdin: str | None = None) -> CliResult:
-        if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        # No stdin given: an empty pipe (the CLI adds piped stdin to the prompt).
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin or ""))
         capsys.readouterr()
         code = main(list(args))
         captured = capsys.readouterr()
@@ -88,9 +88,11 @@ def run_synapse(synapse_env: Path) -> Callable[..., CliResult]:
 
     def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 60) -> CliResult:
         full_env = {**os.environ, **(env or {})}
+        # No stdin given: an empty one, as from a terminal-less script (the CLI reads piped stdin).
         proc = subprocess.run(
             [sys.executable, "-m", "synapse.cli", *args],
-            input=stdin, capture_output=True, text=True, env=full_env, timeout=timeout,
+            input=stdin, stdin=subprocess.DEVNULL if stdin is None else None,
+            capture_output=True, text=True, env=full_env, timeout=timeout,
         )
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 

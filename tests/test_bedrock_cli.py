@@ -63,7 +63,7 @@ def test_models_lists_foundation_models_and_profiles(fake, cli):
 
 
 def test_embed(fake, cli):
-    res = cli("embed", "-m", "amazon.titan-embed-text-v2:0", "hello", "world")
+    res = cli("embed", "--json", "-m", "amazon.titan-embed-text-v2:0", "hello", "world")
     assert res.code == 0, res.err
     data = json.loads(res.out)
     assert data["dimensions"] == 1024 and len(data["vectors"]) == 2

@@ -56,16 +56,26 @@ def test_multilingual():
 
 
 def test_cli_embed_prints_json(cli):
-    res = cli("embed", "hello", "world")
+    res = cli("embed", "--json", "hello", "world")
     assert res.code == 0, res.err
     data = json.loads(res.out)
-    assert data["dimensions"] == 384 and data["model"] == "default"
+    assert data["dimensions"] == 384 and data["model"] == "local"
     assert len(data["vectors"]) == 2 and all(len(v) == 384 for v in data["vectors"])
 
 
 def test_cli_embed_reads_stdin_lines(cli):
-    res = cli("embed", stdin="first line\n\nsecond line\n")
+    res = cli("embed", "--json", stdin="first line\n\nsecond line\n")
     assert res.code == 0 and len(json.loads(res.out)["vectors"]) == 2
+
+
+def test_cli_embed_prints_a_summary_by_default(cli):
+    res = cli("embed", "hello", "world")
+    assert res.code == 0, res.err
+    lines = res.out.splitlines()
+    assert lines[:3] == ["model:      local (bundled multilingual-e5-small)", "dimensions: 384", "vectors:    2"]
+    vector = embed_local_sync(["hello"])[0]
+    assert lines[3] == "  [" + ", ".join(f"{x:.4f}" for x in vector[:4]) + ", …]  hello"
+    assert len(res.out) < 400  # a summary, not 768 numbers
 
 
 def test_cli_embed_nothing_is_a_usage_error(cli):

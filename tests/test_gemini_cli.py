@@ -79,7 +79,7 @@ def test_models_lists_chat_and_embedding_models(gem: GeminiFake, cli: Any) -> No
 
 
 def test_embed(gem: GeminiFake, cli: Any) -> None:
-    res = cli("embed", "-m", "gemini-embedding-001", "one", "two")
+    res = cli("embed", "--json", "-m", "gemini-embedding-001", "one", "two")
     assert res.code == 0, res.err
     data = json.loads(res.out)
     assert data["dimensions"] == 8 and len(data["vectors"]) == 2

@@ -86,7 +86,7 @@ def test_models_lists_ollama_when_its_url_is_set(fake, cli):
 
 
 def test_embed_with_ollama_model(fake, cli):
-    res = cli("embed", "-m", "ollama.nomic-embed-text", "hello", "world")
+    res = cli("embed", "--json", "-m", "ollama.nomic-embed-text", "hello", "world")
     assert res.code == 0
     data = json.loads(res.out)
     assert data["dimensions"] == fake.embedding_dim

@@ -118,7 +118,7 @@ async def test_embed_locv1(configure: Any) -> None:
 
 
 def test_cli_embed(fake: OpenAIFake, cli: Any) -> None:
-    res = cli("embed", "-m", "text-embedding-3-small", "one", "two")
+    res = cli("embed", "--json", "-m", "text-embedding-3-small", "one", "two")
     assert res.code == 0, res.err
     out = json.loads(res.out)
     assert out["dimensions"] == 8 and out["vectors"] == [embedding_for("one"), embedding_for("two")]

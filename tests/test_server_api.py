@@ -445,22 +445,25 @@ def test_removing_the_default_models_provider_warns(api: ApiClient, synapse_env:
     assert models["model"] == "claude-sonnet-4-5"  # kept: pasting the key again brings it back
     assert models["model_warning"] == ("claude-sonnet-4-5 needs Anthropic Claude, which is not connected: "
                                        "fill in the Anthropic Claude card on Settings → Models and Save first")
-    settings_mod.update({"model": "oaic."})  # a hand edit the router cannot use
+    path = synapse_env / "settings.json"  # a hand edit the router cannot use
+    path.write_text(json.dumps({**json.loads(path.read_text()), "model": "oaic."}))
+    settings_mod._cache.clear()
     assert api.get("/api/models").json()["model_warning"] == "'oaic.' names no model: write oaic.<model name>"
 
 
 def test_general_settings(api: ApiClient, synapse_env: Path) -> None:
     g = api.get("/api/settings").json()
-    assert g == {"prompt_cache_enabled": True, "embedding_model": "", "mode": "cloud", "model": ""}
-    r = api.put("/api/settings", {"prompt_cache_enabled": False, "embedding_model": "text-embedding-3-small", "mode": "local"})
+    assert g == {"prompt_cache_enabled": True, "embedding_model": "", "mode": "local", "model": ""}
+    r = api.put("/api/settings", {"prompt_cache_enabled": False, "embedding_model": "text-embedding-3-small", "mode": "bedrock"})
     assert r.status == 200
     assert r.json()["prompt_cache_enabled"] is False
     saved = file_settings(synapse_env)
     assert saved["prompt_cache_enabled"] is False and saved["embedding_model"] == "text-embedding-3-small"
-    assert saved["mode"] == "local"
+    assert saved["mode"] == "bedrock"
     for body, words in [
         ({"prompt_cache_enabled": "yes"}, "true or false"),
-        ({"mode": "turbo"}, "mode must be one of: cloud, local"),
+        ({"mode": "turbo"}, "mode must be one of: local, cloud, bedrock"),
+        ({"prompt_cache_enabled": "false"}, "true or false"),  # JSON booleans only
         ({"anthropic_key": "sk-ant-x"}, "cannot be changed here"),
         ({"model": "x"}, "PUT /api/settings/model"),
         ({"embedding_model": "a b"}, "without spaces"),

@@ -57,8 +57,9 @@ def test_both_settings_pages_have_the_nav_with_the_current_page_marked(api: ApiC
     nav = re.search(r'<nav aria-label="Main".*?</nav>', page, re.S)
     assert nav, path
     links = dict(re.findall(r'<a class="tab[^"]*" href="([^"]+)"([^>]*)>', nav.group(0)))
-    assert set(links) == {current, other}
-    assert 'aria-current="page"' in links[current] and "aria-current" not in links[other]
+    assert set(links) == {current, other, "/chat", "/agents"}  # Chat and Agents come first
+    assert 'aria-current="page"' in links[current]
+    assert not any("aria-current" in attrs for href, attrs in links.items() if href != current)
 
 
 def test_the_page_needs_a_login_off_loopback(synapse_env: Path, tmp_path: Path) -> None:

@@ -12,15 +12,19 @@ from .catalog import ProviderConfig, ProviderSpec
 
 __all__ = ["Adapter", "adapter_for", "build_adapter", "not_configured"]
 
-_adapters: dict[tuple[str, ProviderConfig], Adapter] = {}
+_adapters: dict[tuple[str, ProviderConfig, str], Adapter] = {}
 
 
-def build_adapter(spec: ProviderSpec, config: ProviderConfig) -> Adapter:
-    """The adapter for this provider and configuration; one instance per distinct config."""
-    cache_key = (spec.id, config)
+def build_adapter(spec: ProviderSpec, config: ProviderConfig, protocol: str | None = None) -> Adapter:
+    """The adapter for this provider and configuration; one instance per distinct config.
+
+    `protocol` overrides the provider's own (OpenAI models routed to the Responses API).
+    """
+    protocol = protocol or spec.protocol
+    cache_key = (spec.id, config, protocol)
     adapter = _adapters.get(cache_key)
     if adapter is None:
-        module = importlib.import_module(f"{__name__}.{spec.protocol}")
+        module = importlib.import_module(f"{__name__}.{protocol}")
         adapter = module.build(spec, config)
         if len(_adapters) > 64:  # settings changed many times: drop stale configs
             _adapters.clear()
@@ -42,10 +46,10 @@ def not_configured(spec: ProviderSpec) -> ConfigurationError:
     )
 
 
-def adapter_for(spec: ProviderSpec, settings: Mapping[str, Any]) -> Adapter:
+def adapter_for(spec: ProviderSpec, settings: Mapping[str, Any], protocol: str | None = None) -> Adapter:
     """The adapter for `spec` under the current settings; raises if the provider is not set up."""
     config = spec.configure(settings)
     if not spec.is_configured(config):
         raise not_configured(spec)
-    return build_adapter(spec, config)
+    return build_adapter(spec, config, protocol)
 

@@ -44,9 +44,12 @@ from ..types import (
     Message,
     ModelInfo,
     ReasoningDelta,
+    ReasoningPart,
     Request,
     Response,
     ResponseDone,
+    ServerToolPart,
+    Source,
     StopReason,
     StreamEvent,
     TextDelta,
@@ -96,6 +99,23 @@ _ERROR_STATUS = {
 
 _THINKING_KEY = "anthropic_thinking"
 
+#: Provider-side tools: the tool definition, and the beta header that enables it.
+SERVER_TOOLS: dict[str, tuple[dict[str, Any], str | None]] = {
+    "web_search": ({"type": "web_search_20250305", "name": "web_search"}, None),
+    "web_fetch": ({"type": "web_fetch_20250910", "name": "web_fetch"}, "web-fetch-2025-09-10"),
+    "code_execution": ({"type": "code_execution_20250825", "name": "code_execution"}, "code-execution-2025-08-25"),
+}
+#: server_tool_use names and result block types -> the canonical tool name.
+_SERVER_NAMES = {
+    "web_search": "web_search", "web_fetch": "web_fetch", "code_execution": "code_execution",
+    "bash_code_execution": "code_execution", "text_editor_code_execution": "code_execution",
+}
+_RESULT_BLOCKS = {
+    "web_search_tool_result": "web_search", "web_fetch_tool_result": "web_fetch",
+    "code_execution_tool_result": "code_execution", "bash_code_execution_tool_result": "code_execution",
+    "text_editor_code_execution_tool_result": "code_execution",
+}
+
 
 def build(spec: ProviderSpec, config: ProviderConfig) -> Adapter:
     return AnthropicAdapter(spec, config)
@@ -118,8 +138,12 @@ def _image_block(part: ImagePart) -> dict[str, Any]:
     return {"type": "image", "source": source}
 
 
-def _content(message: Message, marked: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One message's content blocks; blocks to mark for caching are appended to `marked`."""
+def _content(message: Message, marked: list[dict[str, Any]], server: bool = False) -> list[dict[str, Any]]:
+    """One message's content blocks; blocks to mark for caching are appended to `marked`.
+
+    Anthropic's own provider-side tool blocks go back as they came when the request
+    enables provider-side tools (`server`); otherwise only the text that used them does.
+    """
     blocks: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
     for part in message.content:
@@ -143,6 +167,12 @@ def _content(message: Message, marked: list[dict[str, Any]]) -> list[dict[str, A
             if part.cache:
                 marked.append(block)
             continue
+        elif isinstance(part, ServerToolPart):
+            if server and part.provider == "anthropic" and message.role == "assistant":
+                blocks.extend(dict(b) for b in part.data)
+            continue
+        elif isinstance(part, ReasoningPart):
+            continue  # another API's reasoning item: Anthropic's thinking rides on ToolCall.provider_data
         else:
             assert_never(part)
         blocks.append(block)
@@ -179,15 +209,16 @@ def encode_request(req: Request, *, stream: bool = False) -> dict[str, Any]:
         "model": req.model,
         "max_tokens": req.max_tokens if req.max_tokens is not None else DEFAULT_MAX_TOKENS,
     }
-    if req.tools:
+    if req.tools or req.server_tools:
         tools = []
         for tool in req.tools:
             block = _tool(tool)
             tools.append(block)
             if tool.cache:
                 marked.append(block)
+        tools.extend({**SERVER_TOOLS[t.name][0], **t.config} for t in req.server_tools)
         body["tools"] = tools
-        if req.tool_choice:
+        if req.tool_choice and req.tools:
             body["tool_choice"] = _tool_choice(req.tool_choice)
     if req.system:
         system = []
@@ -200,7 +231,8 @@ def encode_request(req: Request, *, stream: bool = False) -> dict[str, Any]:
                 marked.append(block)
         if system:
             body["system"] = system
-    body["messages"] = [{"role": m.role, "content": _content(m, marked)} for m in req.messages]
+    server = bool(req.server_tools)
+    body["messages"] = [{"role": m.role, "content": _content(m, marked, server)} for m in req.messages]
     for block in marked[-MAX_CACHE_BREAKPOINTS:]:
         block["cache_control"] = _EPHEMERAL
     if req.temperature is not None:
@@ -225,13 +257,58 @@ def map_usage(raw: Mapping[str, Any]) -> Usage:
     `output_tokens_details.thinking_tokens`.
     """
     details = raw.get("output_tokens_details")
+    server = raw.get("server_tool_use")
+    uses: dict[str, int] = {}
+    if isinstance(server, dict):  # {"web_search_requests": 1, "web_fetch_requests": 0}
+        for key, name in (("web_search_requests", "web_search"), ("web_fetch_requests", "web_fetch")):
+            count = server.get(key)
+            if isinstance(count, int) and count > 0:
+                uses[name] = count
     return Usage(
         input_tokens=int(raw.get("input_tokens") or 0),
         output_tokens=int(raw.get("output_tokens") or 0),
         cache_read_tokens=int(raw.get("cache_read_input_tokens") or 0),
         cache_write_tokens=int(raw.get("cache_creation_input_tokens") or 0),
         reasoning_tokens=int(details.get("thinking_tokens") or 0) if isinstance(details, dict) else 0,
+        server_tool_use=uses,
     )
+
+
+def server_tool_part(block: Mapping[str, Any]) -> ServerToolPart | None:
+    """A `server_tool_use` or `*_tool_result` block as a ServerToolPart (None: not one)."""
+    kind = block.get("type")
+    if kind == "server_tool_use":
+        name = _SERVER_NAMES.get(str(block.get("name")), str(block.get("name")))
+        given = block.get("input") if isinstance(block.get("input"), dict) else {}
+        return ServerToolPart(name, "call", "anthropic", id=block.get("id"), input=dict(given),  # type: ignore[arg-type]
+                              data=[dict(block)])
+    result_of = _RESULT_BLOCKS.get(str(kind))
+    if result_of is None:
+        return None
+    content = block.get("content")
+    sources: list[Source] = []
+    text = ""
+    items = content if isinstance(content, list) else [content] if isinstance(content, dict) else []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if item.get("url"):  # web_search_result; web_fetch_result keeps its title on the document
+            doc = item.get("content")
+            title = item.get("title") or (doc.get("title") if isinstance(doc, dict) else None)
+            sources.append(Source(str(item["url"]), str(title or "")))
+        if isinstance(item.get("stdout"), str):
+            text += item["stdout"]
+        if item.get("error_code"):
+            text += f"error: {item['error_code']}"
+    return ServerToolPart(result_of, "result", "anthropic", id=block.get("tool_use_id"), sources=sources, text=text,
+                          data=[dict(block)])
+
+
+def _cited(citations: Any, out: list[Source], seen: set[str]) -> None:
+    for c in citations or ():
+        if isinstance(c, dict) and c.get("url") and c["url"] not in seen:
+            seen.add(c["url"])
+            out.append(Source(str(c["url"]), str(c.get("title") or "")))
 
 
 def _stop(raw: str | None) -> StopReason:
@@ -254,12 +331,17 @@ def decode_message(data: Any, provider: str = "anthropic") -> Response:
     reasoning: list[str] = []
     thinking: list[dict[str, Any]] = []
     calls: list[ToolCall] = []
+    server: list[ServerToolPart] = []
+    citations: list[Source] = []
+    cited: set[str] = set()
+    unknown: list[str] = []
     for block in data["content"]:
         if not isinstance(block, dict):
             raise ValueError("a content block is not an object")
         kind = block.get("type")
         if kind == "text":
             text.append(str(block.get("text") or ""))
+            _cited(block.get("citations"), citations, cited)
         elif kind == "tool_use":
             args = block.get("input") or {}
             if not isinstance(args, dict):
@@ -270,7 +352,14 @@ def decode_message(data: Any, provider: str = "anthropic") -> Response:
             thinking.append(block)
         elif kind == "redacted_thinking":
             thinking.append(block)
-        # server tool blocks, citations etc. carry nothing the canonical types hold
+        else:
+            part = server_tool_part(block)
+            if part is not None:
+                server.append(part)
+            else:
+                unknown.append(str(kind))
+    if unknown and not text and not calls and not server:
+        raise ValueError(f"the reply holds only content Synapse does not understand ({', '.join(unknown)} blocks)")
     _attach_thinking(calls, thinking)
     raw_stop = data.get("stop_reason")
     usage = data.get("usage")
@@ -284,13 +373,16 @@ def decode_message(data: Any, provider: str = "anthropic") -> Response:
         raw_stop_reason=raw_stop,
         reasoning="".join(reasoning),
         id=data.get("id"),
+        server_tools=server,
+        citations=citations,
     )
 
 
 class _StreamState:
     """Accumulates one streamed message into the same Response `chat` returns."""
 
-    __slots__ = ("id", "model", "usage", "text", "reasoning", "blocks", "calls", "thinking", "stop", "done")
+    __slots__ = ("id", "model", "usage", "text", "reasoning", "blocks", "calls", "thinking", "stop", "done",
+                 "server", "citations", "cited", "unknown")
 
     def __init__(self) -> None:
         self.id: str | None = None
@@ -304,6 +396,11 @@ class _StreamState:
         self.thinking: list[dict[str, Any]] = []
         self.stop: str | None = None
         self.done = False
+        #: content-block index -> provider-side tool part, in block order
+        self.server: dict[int, ServerToolPart] = {}
+        self.citations: list[Source] = []
+        self.cited: set[str] = set()
+        self.unknown: list[str] = []
 
 
 # --- adapter ------------------------------------------------------------------------------
@@ -311,6 +408,8 @@ class _StreamState:
 
 class AnthropicAdapter(Adapter):
     """Claude over the Messages API, with `x-api-key` auth."""
+
+    server_tools = frozenset(SERVER_TOOLS)
 
     def __init__(self, spec: ProviderSpec, config: ProviderConfig) -> None:
         super().__init__(spec, config)
@@ -325,11 +424,16 @@ class AnthropicAdapter(Adapter):
         }
         self._get_headers = {k: v for k, v in self._headers.items() if k != "content-type"}
 
+    def headers_for(self, req: Request) -> dict[str, str]:
+        """The POST headers: with `anthropic-beta` when a provider-side tool needs one."""
+        betas = sorted({b for t in req.server_tools if (b := SERVER_TOOLS[t.name][1])})
+        return {**self._headers, "anthropic-beta": ",".join(betas)} if betas else self._headers
+
     # --- calls ----------------------------------------------------------------------------
 
     async def chat(self, req: Request) -> Response:
         body = transport.dumps(encode_request(req))
-        result = await transport.request(self, "POST", self._messages_url, headers=self._headers, body=body)
+        result = await transport.request(self, "POST", self._messages_url, headers=self.headers_for(req), body=body)
         try:
             data = result.json()
         except orjson.JSONDecodeError:
@@ -343,7 +447,7 @@ class AnthropicAdapter(Adapter):
 
     async def stream(self, req: Request) -> AsyncIterator[StreamEvent]:
         body = transport.dumps(encode_request(req, stream=True))
-        resp = await transport.open_stream(self, "POST", self._messages_url, headers=self._headers, body=body)
+        resp = await transport.open_stream(self, "POST", self._messages_url, headers=self.headers_for(req), body=body)
         st = _StreamState()
         async with resp:
             async for sse in transport.iter_sse(resp, self):
@@ -361,6 +465,9 @@ class AnthropicAdapter(Adapter):
             raise UpstreamUnavailableError(
                 f"{self.spec.label} closed the stream before message_stop (mid-stream)", provider=self.spec.id
             )
+        if st.unknown and not "".join(st.text) and not st.calls and not st.server:
+            raise self.protocol_error(
+                f"the reply holds only content Synapse does not understand ({', '.join(st.unknown)} blocks)")
         _attach_thinking(st.calls, st.thinking)
         yield ResponseDone(
             Response(
@@ -373,6 +480,8 @@ class AnthropicAdapter(Adapter):
                 raw_stop_reason=st.stop,
                 reasoning="".join(st.reasoning),
                 id=st.id,
+                server_tools=[st.server[i] for i in sorted(st.server)],
+                citations=st.citations,
             )
         )
 
@@ -393,7 +502,9 @@ class AnthropicAdapter(Adapter):
                 if block is None:
                     raise self.protocol_error("a content_block_delta before its content_block_start")
                 if block[0] != "tool_use":
-                    return []  # server_tool_use / mcp_tool_use: run by Anthropic, not ours to call
+                    if block[0] == "server_tool_use":  # run by Anthropic: kept, not ours to call
+                        block[2].append(delta.get("partial_json") or "")
+                    return []
                 piece = delta.get("partial_json") or ""
                 if piece:
                     block[2].append(piece)
@@ -409,7 +520,9 @@ class AnthropicAdapter(Adapter):
                 return []
             if dkind == "signature_delta" and block is not None:
                 block[3]["signature"] = block[3].get("signature", "") + (delta.get("signature") or "")
-            return []  # citations_delta and future delta types
+            if dkind == "citations_delta":
+                _cited([delta.get("citation")], st.citations, st.cited)
+            return []  # future delta types
         if kind == "content_block_start":
             index = data.get("index")
             cb = data.get("content_block") or {}
@@ -436,11 +549,28 @@ class AnthropicAdapter(Adapter):
                     st.reasoning.append(piece)
                     return [ReasoningDelta(piece)]
                 return []
+            if ckind == "server_tool_use":
+                st.blocks[index] = [ckind, -1, [], dict(cb)]  # type: ignore[index]
+                return []
+            part = server_tool_part(cb)
+            if part is not None and isinstance(index, int):  # a result block arrives whole
+                st.server[index] = part
+            elif part is None:
+                st.unknown.append(str(ckind))
             st.blocks[index] = [str(ckind), -1, None, cb]  # type: ignore[index]
             return []
         if kind == "content_block_stop":
             block = st.blocks.get(data.get("index"))  # type: ignore[arg-type]
-            if block is not None and block[0] == "thinking":
+            if block is not None and block[0] == "server_tool_use":
+                raw = "".join(block[2]).strip()
+                try:
+                    block[3]["input"] = transport.loads(raw) if raw else block[3].get("input") or {}
+                except orjson.JSONDecodeError:
+                    raise self.protocol_error("server_tool_use input that is not JSON") from None
+                part = server_tool_part(block[3])
+                if part is not None:
+                    st.server[data["index"]] = part
+            elif block is not None and block[0] == "thinking":
                 block[3]["thinking"] = "".join(block[2])
             elif block is not None and block[0] == "tool_use":
                 raw = "".join(block[2])

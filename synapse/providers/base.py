@@ -61,6 +61,9 @@ def redact(text: str, *secrets: str) -> str:
 class Adapter(abc.ABC):
     """One provider, speaking one wire protocol. Built once per configuration, reused."""
 
+    #: Provider-side tools this adapter can enable (`synapse.server_tool(name)`).
+    server_tools: frozenset[str] = frozenset()
+
     def __init__(self, spec: ProviderSpec, config: ProviderConfig) -> None:
         self.spec = spec
         self.config = config
@@ -85,6 +88,17 @@ class Adapter(abc.ABC):
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         raise BadRequestError(f"{self.spec.label} offers no embedding models", provider=self.spec.id)
+
+    def check_server_tools(self, req: Request) -> None:
+        """Refuse, before any request, a provider-side tool this provider cannot run."""
+        missing = [t.name for t in req.server_tools if t.name not in self.server_tools]
+        if missing:
+            offered = f"it offers {', '.join(sorted(self.server_tools))}" if self.server_tools else "it runs no tools itself"
+            raise BadRequestError(
+                f"{self.spec.label} cannot run {', '.join(missing)} on its side ({offered}): "
+                "drop that server_tool or pick another provider's model",
+                provider=self.spec.id,
+            )
 
     # --- helpers -----------------------------------------------------------------
 

@@ -41,9 +41,11 @@ from ..types import (
     ImagePart,
     ModelInfo,
     ReasoningDelta,
+    ReasoningPart,
     Request,
     Response,
     ResponseDone,
+    ServerToolPart,
     StopReason,
     StreamEvent,
     TextDelta,
@@ -142,6 +144,27 @@ def _error_type(headers: Mapping[str, str]) -> str:
 
 def _model_path(model: str) -> str:
     return quote(model, safe="")
+
+
+#: Where a reply's reasoning blocks ride on its first ToolCall, to be sent back.
+_REASONING_KEY = "bedrock_reasoning"
+
+
+def _reasoning_block(b: dict[str, Any]) -> dict[str, Any]:
+    """A streamed reasoning block, reassembled as Converse returns it whole."""
+    if b["redacted"]:
+        return {"reasoningContent": {"redactedContent": b["redacted"]}}
+    text: dict[str, Any] = {"text": "".join(b["text"])}
+    if b["signature"]:
+        text["signature"] = b["signature"]
+    return {"reasoningContent": {"reasoningText": text}}
+
+
+def _attach_reasoning(calls: list[ToolCall], blocks: list[dict[str, Any]]) -> None:
+    """Claude with extended thinking and tools needs the turn's reasoning blocks (with their
+    signatures) back before its toolUse blocks; keep them on the first call (like anthropic.py)."""
+    if calls and blocks:
+        calls[0].provider_data = {**(calls[0].provider_data or {}), _REASONING_KEY: blocks}
 
 
 class BedrockAdapter(Adapter):
@@ -349,6 +372,9 @@ class BedrockAdapter(Adapter):
                         content.append({"text": p.text})
                 elif isinstance(p, ToolCall):
                     has_tool_blocks = True
+                    reasoning = (p.provider_data or {}).get(_REASONING_KEY)
+                    if reasoning:  # Claude thinking: must open the turn, signature intact
+                        content[0:0] = [dict(b) for b in reasoning]
                     content.append({"toolUse": {"toolUseId": p.id, "name": p.name, "input": p.arguments}})
                 elif isinstance(p, ToolResultPart):
                     has_tool_blocks = True
@@ -363,6 +389,8 @@ class BedrockAdapter(Adapter):
                     )
                 elif isinstance(p, ImagePart):
                     content.append(self._image(p))
+                elif isinstance(p, (ReasoningPart, ServerToolPart)):
+                    continue  # another API's opaque reasoning or provider-side tool blocks
                 else:  # pragma: no cover - the canonical types are closed
                     raise BadRequestError(f"{self.spec.label} cannot send a {type(p).__name__}", provider=self.spec.id)
                 if p.cache:
@@ -422,6 +450,7 @@ class BedrockAdapter(Adapter):
     def _decode(self, data: dict[str, Any], model: str, request_id: str | None) -> Response:
         text: list[str] = []
         reasoning: list[str] = []
+        blocks: list[dict[str, Any]] = []
         calls: list[ToolCall] = []
         for block in data["output"]["message"]["content"]:
             if "text" in block:
@@ -435,9 +464,11 @@ class BedrockAdapter(Adapter):
                     raise ValueError("tool input is not an object")
                 calls.append(ToolCall(tu["toolUseId"], tu["name"], args))
             elif "reasoningContent" in block:
+                blocks.append(block)
                 rt = block["reasoningContent"].get("reasoningText")
                 if rt and rt.get("text"):
                     reasoning.append(rt["text"])
+        _attach_reasoning(calls, blocks)
         raw = data["stopReason"]
         return Response(
             text="".join(text),
@@ -460,6 +491,8 @@ class BedrockAdapter(Adapter):
         reasoning: list[str] = []
         # contentBlockIndex -> [tool ordinal, id, name, argument fragments]
         tools: dict[int, list[Any]] = {}
+        # contentBlockIndex -> reasoning text pieces, signature, redacted content (Claude thinking)
+        thinking: dict[int, dict[str, Any]] = {}
         raw_stop: str | None = None
         usage: Usage | None = None
         decoder = EventStreamDecoder()
@@ -490,8 +523,15 @@ class BedrockAdapter(Adapter):
                             entry[3].append(frag)
                             yield ToolCallDelta(entry[0], arguments=frag)
                     elif "reasoningContent" in delta:
-                        piece = delta["reasoningContent"].get("text")
+                        rc = delta["reasoningContent"]
+                        block = thinking.setdefault(ev.get("contentBlockIndex", 0), {"text": [], "signature": "", "redacted": ""})
+                        piece = rc.get("text")
+                        if rc.get("signature"):
+                            block["signature"] += rc["signature"]
+                        if rc.get("redactedContent"):
+                            block["redacted"] += rc["redactedContent"]
                         if piece:
+                            block["text"].append(piece)
                             reasoning.append(piece)
                             yield ReasoningDelta(piece)
                 elif etype == "contentBlockStart":
@@ -522,6 +562,7 @@ class BedrockAdapter(Adapter):
             if not isinstance(args, dict):
                 raise self.protocol_error(f"the streamed input of tool {entry[2]!r} is not a JSON object")
             calls.append(ToolCall(entry[1] or "", entry[2] or "", args))
+        _attach_reasoning(calls, [_reasoning_block(thinking[i]) for i in sorted(thinking)])
         yield ResponseDone(
             Response(
                 text="".join(text),

@@ -8,11 +8,12 @@ A provider that speaks an existing wire protocol is one entry here and nothing e
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["PROVIDERS", "CardField", "ProviderConfig", "ProviderSpec", "get"]
+__all__ = ["PROVIDERS", "RESPONSES_ONLY_MODELS", "CardField", "ProviderConfig", "ProviderSpec", "get", "protocol_for"]
 
 FieldKind = Literal["secret", "text", "url", "list", "select"]
 
@@ -51,6 +52,10 @@ class ProviderConfig:
     aws_credentials: tuple[str, str, str] | None = field(default=None, repr=False)
     timeout: float = 120.0
     max_retries: int = 2
+    #: Whether bare model names (no prefix) route here under the `mode` setting.
+    bare_names: bool = False
+    #: Hugging Face in-process: unload a model idle this long (`hf_keep_loaded_minutes`).
+    keep_loaded_minutes: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +85,8 @@ class ProviderSpec:
     known_models: tuple[tuple[str, str], ...] = field(default=())
 
     def configure(self, settings: Mapping[str, Any]) -> ProviderConfig:
+        from .routing import bare_name_provider
+
         get = lambda key: str(settings.get(key) or "").strip() if key else ""  # noqa: E731
         split = lambda key: tuple(v.strip() for v in get(key).split(",") if v.strip())  # noqa: E731
         region = get("aws_region") if self.id == "bedrock" else ""
@@ -96,6 +103,12 @@ class ProviderSpec:
             retries = int(settings.get("max_retries") if settings.get("max_retries") is not None else 2)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             timeout, retries = 120.0, 2
+        keep = 15.0
+        if self.protocol == "huggingface":
+            try:
+                keep = float(settings.get("hf_keep_loaded_minutes", 15))
+            except (TypeError, ValueError):
+                keep = 15.0
         return ProviderConfig(
             api_key=get(self.key_setting),
             base_url=base_url.rstrip("/"),
@@ -107,6 +120,8 @@ class ProviderSpec:
             aws_credentials=creds,
             timeout=timeout,
             max_retries=max(0, retries),
+            bare_names=bare_name_provider(settings) == self.id,
+            keep_loaded_minutes=keep,
         )
 
     def is_configured(self, config: ProviderConfig) -> bool:
@@ -151,7 +166,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         id="openai",
         label="OpenAI",
         protocol="openai",
-        name_prefixes=("gpt-", "chatgpt-", "o1", "o3", "o4"),
+        name_prefixes=("gpt-", "chatgpt-", "o1", "o3", "o4", "codex-", "computer-use-"),
         key_setting="openai_key",
         key_hint="sk-…",
         base_url_setting="openai_base_url",
@@ -328,6 +343,34 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
 )
 
 _BY_ID = {p.id: p for p in PROVIDERS}
+
+#: OpenAI models that only `POST /v1/responses` serves (Chat Completions answers them
+#: "This model is only supported in v1/responses and not in v1/chat/completions"):
+#: the -pro reasoning models, the codex models, deep research and computer use.
+#: They route to the `openai_responses` protocol whatever `openai_use_responses_api` says.
+RESPONSES_ONLY_MODELS = re.compile(
+    r"^(?:o1-pro|o3-pro|gpt-5(?:\.\d+)?-pro)(?:-\d{4}-\d{2}-\d{2})?$"
+    r"|codex"
+    r"|deep-research"
+    r"|^computer-use-preview"
+)
+
+
+def protocol_for(spec: ProviderSpec, upstream_model: str, settings: Mapping[str, Any] | None) -> str:
+    """The wire protocol a call to `upstream_model` at `spec` speaks.
+
+    OpenAI has two: Chat Completions (`openai`) and the Responses API
+    (`openai_responses`), which serves every model and is the only one for
+    RESPONSES_ONLY_MODELS; `openai_use_responses_api` sends all OpenAI models there.
+    """
+    if spec.id != "openai":
+        return spec.protocol
+    if RESPONSES_ONLY_MODELS.search(upstream_model):
+        return "openai_responses"
+    flag = settings.get("openai_use_responses_api") if settings is not None else None
+    if flag is True or (isinstance(flag, str) and flag.strip().lower() in ("1", "true", "yes", "on")):
+        return "openai_responses"
+    return spec.protocol
 
 
 def get(provider_id: str) -> ProviderSpec:

@@ -39,9 +39,12 @@ from ..types import (
     Message,
     ModelInfo,
     ReasoningDelta,
+    ReasoningPart,
     Request,
     Response,
     ResponseDone,
+    ServerToolPart,
+    Source,
     StopReason,
     StreamEvent,
     TextDelta,
@@ -69,6 +72,12 @@ _FILTER_REASONS = frozenset(
     {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT"}
 )
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+#: Provider-side tools: Google Search grounding, code execution, URL context.
+SERVER_TOOLS: dict[str, dict[str, Any]] = {
+    "web_search": {"google_search": {}},
+    "code_execution": {"code_execution": {}},
+    "web_fetch": {"url_context": {}},
+}
 
 
 def build(spec: ProviderSpec, config: ProviderConfig) -> GeminiAdapter:
@@ -248,6 +257,9 @@ def encode_request(req: Request) -> dict[str, Any]:
         tool_config = _tool_config(req.tool_choice, req.tools)
         if tool_config:
             body["toolConfig"] = tool_config
+    for st in req.server_tools:
+        (key, value), = SERVER_TOOLS[st.name].items()
+        body.setdefault("tools", []).append({key: {**value, **st.config}})
     gen: dict[str, Any] = {}
     if req.max_tokens is not None:
         gen["maxOutputTokens"] = req.max_tokens
@@ -298,6 +310,11 @@ def _encode_parts(m: Message, names: Mapping[str, str], send_ids: set[str]) -> l
             if p.tool_call_id in send_ids:
                 resp["id"] = p.tool_call_id
             parts.append({"functionResponse": resp})
+        elif isinstance(p, ServerToolPart):
+            if p.provider == "gemini":  # code Gemini ran goes back as it came; grounding is not content
+                parts.extend(dict(d) for d in p.data if "executableCode" in d or "codeExecutionResult" in d)
+        elif isinstance(p, ReasoningPart):
+            continue  # another API's reasoning item: Gemini's rides on ToolCall.provider_data
         else:  # pragma: no cover - a new part type must be handled above
             raise TypeError(f"unsupported message part {type(p).__name__}")
     return parts
@@ -354,7 +371,8 @@ def _call_id(seed: str, index: int, name: str, args: Any) -> str:
 class _Assembler:
     """Accumulates GenerateContentResponse chunks (one for chat, many for a stream)."""
 
-    __slots__ = ("text", "reasoning", "calls", "finish", "usage", "response_id", "blocked", "seen", "candidates")
+    __slots__ = ("text", "reasoning", "calls", "finish", "usage", "response_id", "blocked", "seen", "candidates",
+                 "server", "grounding", "url_context", "unknown")
 
     def __init__(self) -> None:
         self.text: list[str] = []
@@ -366,6 +384,10 @@ class _Assembler:
         self.blocked: str | None = None
         self.seen = False
         self.candidates = False
+        self.server: list[ServerToolPart] = []
+        self.grounding: dict[str, Any] | None = None
+        self.url_context: dict[str, Any] | None = None
+        self.unknown: list[str] = []
 
     def feed(self, chunk: Any, events: list[StreamEvent] | None) -> None:
         if not isinstance(chunk, dict):
@@ -392,6 +414,10 @@ class _Assembler:
         self.candidates = True
         if finish:
             self.finish = str(finish)
+        if isinstance(cand.get("groundingMetadata"), dict):  # the latest is the whole answer's
+            self.grounding = cand["groundingMetadata"]
+        if isinstance(cand.get("urlContextMetadata"), dict):
+            self.url_context = cand["urlContextMetadata"]
         content = cand.get("content")
         parts = content.get("parts") if isinstance(content, dict) else None
         for part in parts or ():
@@ -399,6 +425,8 @@ class _Assembler:
                 continue
             if "functionCall" in part:
                 self._call(part, events)
+            elif "executableCode" in part or "codeExecutionResult" in part:
+                self._code(part)
             elif "text" in part:
                 text = part["text"]
                 if not isinstance(text, str) or not text:
@@ -411,6 +439,16 @@ class _Assembler:
                     self.text.append(text)
                     if events is not None:
                         events.append(TextDelta(text))
+            else:
+                kinds = [k for k in part if k not in ("thoughtSignature", "thought", "partMetadata")]
+                if kinds:
+                    self.unknown.append(kinds[0])
+
+    def not_understood(self) -> str | None:
+        """What made an otherwise empty reply, when Synapse cannot read any of it."""
+        if self.text or self.calls or self.server or not self.unknown:
+            return None
+        return f"the reply holds only content Synapse does not understand ({', '.join(dict.fromkeys(self.unknown))} parts)"
 
     def _call(self, part: Mapping[str, Any], events: list[StreamEvent] | None) -> None:
         fc = part["functionCall"]
@@ -434,6 +472,54 @@ class _Assembler:
         if events is not None:
             events.append(ToolCallDelta(index, call_id, fc["name"], orjson.dumps(args).decode()))
 
+    def _code(self, part: Mapping[str, Any]) -> None:
+        """Code Gemini wrote and ran on its side (the code_execution tool)."""
+        code = part.get("executableCode")
+        if isinstance(code, dict):
+            given = {k: code[k] for k in ("code", "language") if k in code}
+            self.server.append(ServerToolPart("code_execution", "call", "gemini", input=given, data=[dict(part)]))
+            return
+        result = part.get("codeExecutionResult")
+        result = result if isinstance(result, dict) else {}
+        text = str(result.get("output") or "")
+        if result.get("outcome") not in (None, "OUTCOME_OK"):
+            text = f"{result['outcome']}: {text}" if text else str(result["outcome"])
+        self.server.append(ServerToolPart("code_execution", "result", "gemini", text=text, data=[dict(part)]))
+
+    def server_parts(self, model: str) -> tuple[list[ServerToolPart], list[Source], dict[str, int]]:
+        """Provider-side tool parts, the cited sources, and the billed uses.
+
+        Google bills Search grounding per grounded prompt on Gemini 2.x and per search
+        query on Gemini 3, so the count is 1 or the number of `webSearchQueries`.
+        """
+        parts = list(self.server)
+        sources: list[Source] = []
+        uses: dict[str, int] = {}
+        g = self.grounding
+        if g is not None:
+            seen: set[str] = set()
+            for chunk in g.get("groundingChunks") or ():
+                web = chunk.get("web") if isinstance(chunk, dict) else None
+                if isinstance(web, dict) and web.get("uri") and web["uri"] not in seen:
+                    seen.add(web["uri"])
+                    sources.append(Source(str(web["uri"]), str(web.get("title") or "")))
+            queries = [q for q in g.get("webSearchQueries") or () if isinstance(q, str)]
+            if queries or sources:
+                parts.append(ServerToolPart("web_search", "result", "gemini", input={"queries": queries},
+                                            sources=list(sources), data=[dict(g)]))
+                uses["web_search"] = max(1, len(queries)) if model.startswith("gemini-3") else 1
+        if self.url_context is not None:
+            fetched = [
+                Source(str(m["retrievedUrl"]))
+                for m in self.url_context.get("urlMetadata") or ()
+                if isinstance(m, dict) and m.get("retrievedUrl")
+            ]
+            parts.append(ServerToolPart("web_fetch", "result", "gemini", sources=fetched, data=[dict(self.url_context)]))
+        runs = sum(1 for p in self.server if p.kind == "call")
+        if runs:
+            uses["code_execution"] = runs
+        return parts, sources, uses
+
     def response(self, provider: str, model: str) -> Response:
         if self.blocked and not self.finish:
             stop: StopReason = "content_filter"
@@ -441,16 +527,21 @@ class _Assembler:
         else:
             stop = _stop_reason(self.finish, bool(self.calls))
             raw = self.finish
+        server, citations, uses = self.server_parts(model)
+        usage = map_usage(self.usage)
+        usage.server_tool_use = uses
         return Response(
             text="".join(self.text),
             tool_calls=self.calls,
             stop_reason=stop,
-            usage=map_usage(self.usage),
+            usage=usage,
             provider=provider,
             model=model,
             raw_stop_reason=raw,
             reasoning="".join(self.reasoning),
             id=self.response_id,
+            server_tools=server,
+            citations=citations,
         )
 
 
@@ -492,6 +583,8 @@ def _retry_delay(err: Mapping[str, Any]) -> float | None:
 class GeminiAdapter(Adapter):
     """generateContent / streamGenerateContent / models / batchEmbedContents."""
 
+    server_tools = frozenset(SERVER_TOOLS)
+
     def __init__(self, spec: ProviderSpec, config: ProviderConfig) -> None:
         super().__init__(spec, config)
         base = config.base_url.rstrip("/")
@@ -519,6 +612,8 @@ class GeminiAdapter(Adapter):
             raise self.protocol_error(f"generateContent returned an unreadable body ({exc})") from None
         if not asm.candidates and asm.blocked is None:
             raise self.protocol_error("generateContent returned neither candidates nor promptFeedback")
+        if asm.not_understood():
+            raise self.protocol_error(asm.not_understood() or "")
         return asm.response(self.spec.id, req.model)
 
     async def stream(self, req: Request) -> AsyncIterator[StreamEvent]:
@@ -550,6 +645,8 @@ class GeminiAdapter(Adapter):
             raise UpstreamUnavailableError(
                 f"{self.spec.label} ended the stream before its final chunk (mid-stream)", provider=self.spec.id
             )
+        if asm.not_understood():
+            raise self.protocol_error(asm.not_understood() or "")
         yield ResponseDone(asm.response(self.spec.id, req.model))
 
     def _stream_error(self, raw: bytes) -> ProviderError:

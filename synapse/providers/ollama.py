@@ -32,9 +32,11 @@ from ..types import (
     Message,
     ModelInfo,
     ReasoningDelta,
+    ReasoningPart,
     Request,
     Response,
     ResponseDone,
+    ServerToolPart,
     StopReason,
     StreamEvent,
     TextDelta,
@@ -106,6 +108,8 @@ def _encode_message(message: Message, out: list[dict[str, Any]]) -> None:
         elif isinstance(part, ToolResultPart):
             flush()
             out.append(_tool_message(part))
+        elif isinstance(part, (ReasoningPart, ServerToolPart)):
+            continue  # another API's opaque reasoning or provider-side tool blocks
         else:  # pragma: no cover - a new part type must be handled here
             raise TypeError(f"unsupported message part {type(part).__name__}")
     flush()
@@ -297,8 +301,10 @@ class OllamaAdapter(Adapter):
             if not name:
                 continue
             short = name[: -len(":latest")] if name.endswith(":latest") else name
-            # A name like gpt-oss:20b or deepseek-r1:7b would route to a cloud provider bare.
-            routed = short if resolve(short).spec.id == self.spec.id else self.spec.route_prefix + short
+            # A name like gpt-oss:20b or deepseek-r1:7b would route to a cloud provider bare,
+            # and with `mode` cloud or bedrock no bare name comes here.
+            bare_ok = self.config.bare_names and resolve(short).spec.id == self.spec.id
+            routed = short if bare_ok else self.spec.route_prefix + short
             details = m.get("details") if isinstance(m.get("details"), Mapping) else {}
             family = str(details.get("family") or "")
             embedding = "embed" in name or family.endswith("bert")

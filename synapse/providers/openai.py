@@ -13,6 +13,13 @@ provider-protocols.md §3, §5, §7, §8.3/8.4):
   Authorization header without a key and drops `stream_options` for servers that
   reject it. OpenRouter's `/models` is public, so its key is checked at `/key`.
 
+Content shapes: `message.content` (and `delta.content`) is a string on most servers;
+Mistral and others send a list of parts (`{"type": "text", "text"}`, `{"type":
+"thinking", "thinking": [{"type": "text", "text"}]}`): text parts become text, thinking
+parts reasoning. A reply whose only content is something else is an error that names
+it, never a silent empty reply. Streamed usage is read from `usage`, or from Groq's
+`x_groq.usage`; an `error` object in a 200 stream chunk is the typed error it describes.
+
 Stop sequences: the protocol reports a hit stop sequence as `finish_reason: "stop"`,
 exactly like a natural end, so it maps to `end_turn`; only servers that name the
 matched string (vLLM `stop_reason`, SGLang `matched_stop`) give `stop_sequence`.
@@ -44,6 +51,7 @@ from ..types import (
     Request,
     Response,
     ResponseDone,
+    Source,
     StopReason,
     StreamEvent,
     TextDelta,
@@ -79,6 +87,8 @@ _BAD_KEY = re.compile(
 )
 _PROMPT_TOO_LONG = re.compile(r"maximum prompt length|prompt length|context_length_exceeded", re.IGNORECASE)
 _OVERLOADED = re.compile(r"overloaded|slow_down|slow down", re.IGNORECASE)
+#: OpenRouter's in-stream error when the reply reaches max_tokens (recorded, §7.1).
+_TOKEN_LIMIT = re.compile(r"^token limit reached", re.IGNORECASE)
 #: Models in an OpenAI/xAI `/models` list that Chat Completions cannot serve.
 _NOT_CHAT = re.compile(r"realtime|audio|transcribe|tts|dall-e|whisper|moderation|image|imagine|video|sora|instruct")
 #: OpenAI accepts at most 2048 inputs in one embeddings request.
@@ -142,6 +152,8 @@ class OpenAIAdapter(Adapter):
         self._openai = spec.id == "openai"
         self._deepseek = spec.id == "deepseek"
         self._openrouter = spec.id == "oaic" and "openrouter.ai" in base
+        #: OpenAI's search models take `web_search_options` (others answer 400 for it).
+        self.server_tools = frozenset({"web_search"}) if self._openai else frozenset()
         #: Cleared when a local server rejects `stream_options` (remembered per adapter).
         self._stream_usage = True
 
@@ -178,6 +190,8 @@ class OpenAIAdapter(Adapter):
                     if req.tool_choice in ("auto", "none", "required")
                     else {"type": "function", "function": {"name": req.tool_choice}}
                 )
+        for st in req.server_tools:  # only web_search gets here (check_server_tools)
+            body["web_search_options"] = st.config
         if stream:
             body["stream"] = True
             if self._stream_usage:
@@ -408,6 +422,19 @@ class OpenAIAdapter(Adapter):
 
     def _error(self, status: int | None, data: Any, headers: Mapping[str, str] | None) -> ProviderError:
         """Map an error body (HTTP status, or None for an error inside a 200 stream) to a typed error."""
+        if status is not None:
+            return self._error_kind(status, data, headers)
+        # In a 200 stream there was no such HTTP status: say where it happened instead.
+        message, code, etype = _error_fields(data)
+        if _TOKEN_LIMIT.match(message):  # OpenRouter: the reply hit max_tokens mid-stream (recorded)
+            detail = redact(message, self.config.api_key)
+            return BadRequestError(f"{self.spec.label} stopped the reply ({detail}): raise max_tokens (mid-stream)",
+                                   provider=self.spec.id)
+        err = self._error_kind(_status_from_code(code, etype), data, None)
+        text = re.sub(r" \(HTTP \d+\)", "", err.message)
+        return type(err)(f"{text} (mid-stream)", provider=self.spec.id, request_id=err.request_id)
+
+    def _error_kind(self, status: int, data: Any, headers: Mapping[str, str] | None) -> ProviderError:
         message, code, etype = _error_fields(data)
         detail = redact(message, self.config.api_key)
         label, pid = self.spec.label, self.spec.id
@@ -416,9 +443,6 @@ class OpenAIAdapter(Adapter):
             kw["retry_after"] = parse_retry_after(headers)
             kw["request_id"] = headers.get("x-request-id") or headers.get("request-id")
         suffix = f" ({detail})" if detail else ""
-        if status is None:
-            status = _status_from_code(code, etype)
-            kw["status"] = None
         bad_key = code == "invalid_api_key" or (status in (400, 401, 403) and bool(_BAD_KEY.search(message)))
         if status == 401 or bad_key:
             if not self.config.api_key:
@@ -438,10 +462,7 @@ class OpenAIAdapter(Adapter):
             return OverloadedError(f"{label} is overloaded{suffix}; try again shortly", **kw)
         if status == 400 and "model not exist" in message.lower():  # DeepSeek's unknown model
             return NotFoundError(f"{label} does not know that model{suffix}", **kw)
-        err = self.error_for_status(status, detail, headers)
-        if kw["status"] is None:  # in a 200 stream: there was no such HTTP status
-            return type(err)(err.message.replace(f" (HTTP {status})", "") + " (mid-stream)", provider=pid)
-        return err
+        return self.error_for_status(status, detail, headers)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -546,10 +567,46 @@ class _ToolSlot:
         self.args: list[str] = []
 
 
+#: Content parts that carry nothing to show (Mistral's citation references).
+_SILENT_PARTS = frozenset({"reference"})
+
+
+def content_pieces(content: Any, unknown: list[str]) -> Iterator[tuple[bool, str]]:
+    """(is_reasoning, text) pieces of a message or delta `content`: a string, or a list of
+    text / thinking parts. What is neither is named in `unknown`."""
+    if content is None:
+        return
+    if isinstance(content, str):
+        if content:
+            yield False, content
+        return
+    if not isinstance(content, list):
+        unknown.append(f"content of type {type(content).__name__}")
+        return
+    for part in content:
+        if isinstance(part, str):  # a bare string in the list: text
+            if part:
+                yield False, part
+            continue
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("text", "output_text") and isinstance(part.get("text"), str):
+            if part["text"]:
+                yield False, part["text"]
+        elif kind in ("thinking", "reasoning"):
+            inner = part.get("thinking", part.get("text", part.get("reasoning")))
+            for piece in inner if isinstance(inner, list) else [inner]:
+                text = piece.get("text") if isinstance(piece, dict) else piece
+                if isinstance(text, str) and text:
+                    yield True, text
+        elif kind not in _SILENT_PARTS:
+            unknown.append(f"{kind!r} part" if isinstance(kind, str) else "a part without a type")
+
+
 class _Accumulator:
     """Collects text, reasoning, tool calls, finish and usage; shared by chat and stream."""
 
-    __slots__ = ("text", "reasoning", "refusal", "tools", "alias", "finish", "matched_stop", "usage", "id")
+    __slots__ = ("text", "reasoning", "refusal", "tools", "alias", "finish", "matched_stop", "usage", "id", "unknown",
+                 "citations")
 
     def __init__(self) -> None:
         self.text: list[str] = []
@@ -561,11 +618,21 @@ class _Accumulator:
         self.matched_stop: str | None = None
         self.usage: Mapping[str, Any] | None = None
         self.id: str | None = None
+        #: Content this module does not understand, named for the error.
+        self.unknown: list[str] = []
+        #: url_citation annotations (OpenAI's search models), by URL.
+        self.citations: dict[str, Source] = {}
+
+    def take_annotations(self, annotations: Any) -> None:
+        for ann in annotations or ():
+            cite = ann.get("url_citation") if isinstance(ann, dict) else None
+            if isinstance(cite, dict) and cite.get("url") and cite["url"] not in self.citations:
+                self.citations[cite["url"]] = Source(str(cite["url"]), str(cite.get("title") or ""))
 
     def take_message(self, msg: Mapping[str, Any]) -> None:
-        content = msg.get("content")
-        if isinstance(content, str):
-            self.text.append(content)
+        for is_reasoning, piece in content_pieces(msg.get("content"), self.unknown):
+            (self.reasoning if is_reasoning else self.text).append(piece)
+        self.take_annotations(msg.get("annotations"))
         reasoning = msg.get("reasoning_content") or msg.get("reasoning")
         if isinstance(reasoning, str):
             self.reasoning.append(reasoning)
@@ -593,6 +660,9 @@ class _Accumulator:
         if self.id is None:
             self.id = chunk.get("id")
         usage = chunk.get("usage")
+        if not usage:
+            groq = chunk.get("x_groq")  # Groq puts streamed usage here, on the last chunk
+            usage = groq.get("usage") if isinstance(groq, dict) else None
         if usage:
             self.usage = usage
         for choice in chunk.get("choices") or ():
@@ -604,14 +674,18 @@ class _Accumulator:
                 if isinstance(reasoning, str) and reasoning:
                     self.reasoning.append(reasoning)
                     yield ReasoningDelta(reasoning)
-                content = delta.get("content")
-                if isinstance(content, str) and content:
-                    self.text.append(content)
-                    yield TextDelta(content)
+                for is_reasoning, piece in content_pieces(delta.get("content"), self.unknown):
+                    if is_reasoning:
+                        self.reasoning.append(piece)
+                        yield ReasoningDelta(piece)
+                    else:
+                        self.text.append(piece)
+                        yield TextDelta(piece)
                 refusal = delta.get("refusal")
                 if isinstance(refusal, str) and refusal:
                     self.refusal.append(refusal)
                     yield TextDelta(refusal)
+                self.take_annotations(delta.get("annotations"))
                 calls = delta.get("tool_calls")
                 if calls:
                     yield from self._feed_tools(calls)
@@ -660,14 +734,22 @@ class _Accumulator:
             stop = "content_filter"
         if not text and self.refusal:
             text = "".join(self.refusal)
+        if not text and not calls and self.unknown:
+            raise adapter.protocol_error(
+                f"the reply holds only content Synapse does not understand ({', '.join(dict.fromkeys(self.unknown))})"
+            )
+        counted = normalise_usage(usage if isinstance(usage, dict) else None)
+        if self.citations and req.server_tools:
+            counted.server_tool_use = {"web_search": 1}  # a search model's call searched
         return Response(
             text=text,
             tool_calls=calls,
             stop_reason=stop,
-            usage=normalise_usage(usage if isinstance(usage, dict) else None),
+            usage=counted,
             provider=adapter.spec.id,
             model=req.model,
             raw_stop_reason=raw,
             reasoning=reasoning,
             id=rid if isinstance(rid, str) else None,
+            citations=list(self.citations.values()),
         )

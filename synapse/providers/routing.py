@@ -1,7 +1,8 @@
 """Model name -> (provider, upstream model id).
 
 `claude-sonnet-4-5` goes to Anthropic as is; `oaic.my-model` goes to the
-OpenAI-compatible cloud as `my-model`; a bare name that matches nothing goes to Ollama.
+OpenAI-compatible cloud as `my-model`; a bare name that matches nothing goes to the
+provider the `mode` setting names (Ollama by default, see BARE_NAME_PROVIDER).
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import UnknownModelError
-from .catalog import PROVIDERS, ProviderSpec
+from .catalog import PROVIDERS, ProviderSpec, protocol_for
 from .catalog import get as get_spec
 
-__all__ = ["KNOWN_PREFIXES", "Route", "resolve"]
+__all__ = ["BARE_NAME_PROVIDER", "KNOWN_PREFIXES", "Route", "bare_name_provider", "default_embedding_model", "resolve"]
 
 # o1, o3, o4 and their dashed forms (o1-mini, o3-pro, o4-mini-2025-04-16), not "o3x".
 _O_SERIES = re.compile(r"^o[134](?:-|$)")
@@ -39,6 +40,37 @@ KNOWN_PREFIXES = tuple(prefix for prefix, _ in _NAME_PREFIXES) + ("o1", "o3", "o
 )
 
 
+#: `mode` -> the provider a bare name (one with no provider prefix) goes to: the
+#: provider of that family that serves arbitrary model names.
+BARE_NAME_PROVIDER = {"local": "ollama", "cloud": "oaic", "bedrock": "bedrock"}
+
+#: Bedrock's default embedding model (`mode` bedrock).
+BEDROCK_EMBEDDING_MODEL = "bedrock.amazon.titan-embed-text-v2:0"
+
+
+def bare_name_provider(settings: Mapping[str, Any] | None) -> str:
+    """The provider id bare names go to under these settings (Ollama unless `mode` says otherwise)."""
+    mode = str((settings.get("mode") if settings is not None else None) or "local").strip().lower()
+    return BARE_NAME_PROVIDER.get(mode, "ollama")
+
+
+def default_embedding_model(settings: Mapping[str, Any]) -> str:
+    """The embedding model for calls that name none: `embedding_model`, else the one `mode` picks.
+
+    "" means the bundled local model (mode local, or cloud without an embedding model listed).
+    """
+    name = str(settings.get("embedding_model") or "").strip()
+    if name:
+        return name
+    provider = bare_name_provider(settings)
+    if provider == "bedrock":
+        return BEDROCK_EMBEDDING_MODEL
+    if provider == "oaic":
+        listed = [v.strip() for v in str(settings.get("openai_compatible_embed_models") or "").split(",") if v.strip()]
+        return "oaic." + listed[0] if listed else ""
+    return ""
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     spec: ProviderSpec
@@ -46,8 +78,15 @@ class Route:
     upstream_model: str
     #: The name as the caller wrote it.
     model: str
-    #: True when the name matched no prefix and fell through to Ollama.
+    #: True when the name matched no prefix and went to the `mode`'s provider.
     bare: bool = False
+    #: The wire protocol of this call ("" = the provider's own): OpenAI models can go
+    #: to the Responses API (`catalog.protocol_for`).
+    protocol: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.protocol:
+            object.__setattr__(self, "protocol", self.spec.protocol)
 
 
 def resolve(model: str, settings: Mapping[str, Any] | None = None, purpose: Literal["chat", "embed"] = "chat") -> Route:
@@ -59,18 +98,25 @@ def resolve(model: str, settings: Mapping[str, Any] | None = None, purpose: Lite
             upstream = name[len(prefix):]
             if not upstream:
                 raise UnknownModelError(f"{name!r} names no model: write {prefix}<model name>")
-            if spec.id == "bedrock" and purpose == "chat" and settings is not None:
-                profile = str(settings.get("bedrock_inference_profile") or "").strip()
-                if profile:
-                    upstream = profile
-            return Route(spec, upstream, name)
+            return Route(spec, _with_profile(spec, upstream, settings, purpose), name)
     if purpose == "embed":
         for prefix, provider_id in _EMBED_NAME_PREFIXES:
             if name.startswith(prefix):
                 return Route(get_spec(provider_id), name, name)
     for prefix, spec in _NAME_PREFIXES:
         if name.startswith(prefix):
-            return Route(spec, name, name)
+            return Route(spec, name, name, protocol=protocol_for(spec, name, settings) if purpose == "chat" else "")
     if _O_SERIES.match(name):
-        return Route(get_spec("openai"), name, name)
-    return Route(get_spec("ollama"), name, name, bare=True)
+        spec = get_spec("openai")
+        return Route(spec, name, name, protocol=protocol_for(spec, name, settings) if purpose == "chat" else "")
+    spec = get_spec(bare_name_provider(settings))
+    return Route(spec, _with_profile(spec, name, settings, purpose), name, bare=True)
+
+
+def _with_profile(spec: ProviderSpec, upstream: str, settings: Mapping[str, Any] | None, purpose: str) -> str:
+    """Bedrock chat goes through `bedrock_inference_profile` when one is set."""
+    if spec.id == "bedrock" and purpose == "chat" and settings is not None:
+        profile = str(settings.get("bedrock_inference_profile") or "").strip()
+        if profile:
+            return profile
+    return upstream

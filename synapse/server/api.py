@@ -23,7 +23,6 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -41,12 +40,9 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api")
 
 _BY_ID = {p.id: p for p in PROVIDERS}
-_REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}$")
 _MODEL_NAME = re.compile(r"^[^\s]{1,256}$")
-#: General settings the page may change, with their validators.
+#: General settings the page may change (checked by the settings schema).
 _GENERAL = ("prompt_cache_enabled", "embedding_model", "mode")
-_MODES = ("cloud", "local")
-_MAX_FIELD = 4096
 
 
 class BadInput(Exception):
@@ -201,7 +197,16 @@ def _card(spec: ProviderSpec, s: settings_mod.Settings, board: StatusBoard) -> d
         "env": env,
         "status": status.as_dict(),
         "on_demand": spec.protocol == "huggingface",
+        "loading": _hf_loading() if spec.protocol == "huggingface" else [],
     }
+
+
+def _hf_loading() -> list[dict[str, Any]]:
+    """Hugging Face model loads in this process (without importing transformers to ask)."""
+    import sys
+
+    module = sys.modules.get("synapse.providers.huggingface")
+    return module.loading() if module is not None else []
 
 
 def _providers_payload(request: Request) -> dict[str, Any]:
@@ -226,37 +231,11 @@ async def one_provider(request: Request, provider_id: str) -> JSONResponse:
 
 
 def _clean_value(spec: ProviderSpec, f: CardField, raw: Any) -> Any:
-    if raw is None:
-        return ""
-    if isinstance(raw, list) and f.kind == "list":
-        raw = ", ".join(str(v).strip() for v in raw if str(v).strip())
-    if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
-        raise BadInput(f"{f.label} must be text", f.setting)
-    value = str(raw).strip()
-    if len(value) > _MAX_FIELD:
-        raise BadInput(f"{f.label} is too long (at most {_MAX_FIELD} characters)", f.setting)
-    if any(ord(c) < 32 for c in value):
-        raise BadInput(f"{f.label} must be one line of text", f.setting)
-    if not value:
-        return ""
-    if f.kind == "secret" and any(c.isspace() for c in value):
-        raise BadInput(f"{f.label} must not contain spaces: paste the key exactly as {spec.label} shows it", f.setting)
-    if f.kind == "url":
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise BadInput(f"{f.label} must be an http:// or https:// URL, like {f.placeholder or 'https://host/v1'}", f.setting)
-        value = value.rstrip("/")
-    if f.setting == "aws_region" and not _REGION.match(value):
-        raise BadInput(f"{f.label} must be an AWS region code such as us-east-1 or eu-central-1", f.setting)
-    if f.kind == "list":
-        names = [v.strip() for v in value.split(",") if v.strip()]
-        bad = [n for n in names if not _MODEL_NAME.match(n)]
-        if bad:
-            raise BadInput(f"{f.label}: model names are separated by commas and contain no spaces ({bad[0]!r})", f.setting)
-        value = ", ".join(names)
-    if f.kind == "select" and any(c.isspace() for c in value):
-        raise BadInput(f"{f.label} must be an id or ARN without spaces", f.setting)
-    return value
+    """The card field's value as stored, checked by the settings schema (as `config set` is)."""
+    try:
+        return settings_mod.validate(f.setting, raw, label=f.label, strict=True)
+    except SettingsError as exc:
+        raise BadInput(str(exc), f.setting) from None
 
 
 def _changes_for(spec: ProviderSpec, data: Mapping[str, Any], s: settings_mod.Settings) -> dict[str, Any]:
@@ -463,7 +442,7 @@ def _general(s: settings_mod.Settings) -> dict[str, Any]:
     return {
         "prompt_cache_enabled": s.get_bool("prompt_cache_enabled"),
         "embedding_model": s.get_str("embedding_model"),
-        "mode": s.get_str("mode") or "cloud",
+        "mode": s.get_str("mode") or "local",
         "model": s.get_str("model"),
     }
 
@@ -483,20 +462,11 @@ async def put_settings(request: Request) -> JSONResponse:
                 return error(400, "set the default model with PUT /api/settings/model", field="model")
             if key not in _GENERAL:
                 raise BadInput(f"{key!r} cannot be changed here; these can: {', '.join(_GENERAL)}", key)
-            if key == "prompt_cache_enabled":
-                if not isinstance(value, bool):
-                    raise BadInput("prompt_cache_enabled must be true or false", key)
-                changes[key] = value
-            elif key == "embedding_model":
-                if value is None:
-                    value = ""
-                if not isinstance(value, str) or (value.strip() and not _MODEL_NAME.match(value.strip())):
-                    raise BadInput("embedding_model must be a model name without spaces (empty: the bundled local model)", key)
-                changes[key] = value.strip() or None
-            elif key == "mode":
-                if value not in _MODES:
-                    raise BadInput(f"mode must be one of: {', '.join(_MODES)}", key)
-                changes[key] = value
+            try:
+                value = settings_mod.validate(key, value, strict=True)
+            except SettingsError as exc:
+                raise BadInput(str(exc), key) from None
+            changes[key] = None if value == "" else value
     except BadInput as exc:
         return _bad(exc)
     s = settings_mod.update(changes) if changes else _load()

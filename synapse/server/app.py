@@ -103,7 +103,15 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:
-        return RedirectResponse("/settings/models", status_code=303)
+        return RedirectResponse("/chat", status_code=303)
+
+    @app.get("/chat", include_in_schema=False)
+    async def chat_page(request: Request) -> HTMLResponse:
+        return render(request, "chat.html")
+
+    @app.get("/agents", include_in_schema=False)
+    async def agents_page(request: Request) -> HTMLResponse:
+        return render(request, "agents.html")
 
     @app.get("/settings", include_in_schema=False)
     async def settings_index() -> RedirectResponse:
@@ -134,6 +142,9 @@ def create_app(
     from ..usage.api import router as usage_router
 
     app.include_router(usage_router)
+    from ..agents.api import router as agents_router
+
+    app.include_router(agents_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 

@@ -152,7 +152,6 @@ class UserStore:
     def _write(self, users: dict[str, dict[str, object]]) -> None:
         from ..settings import write_private
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         write_private(self.path, json.dumps({"users": users}, indent=2) + "\n")
 
 

@@ -20,10 +20,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("user", help="logins for the web app when it serves beyond this machine")
     usub = p.add_subparsers(dest="user_action", metavar="ACTION", required=True)
     s = usub.add_parser("set", help="create a login or change its password (asks for the password)")
-    s.add_argument("username")
+    s.add_argument("username", help="letters, digits and . _ - @")
     usub.add_parser("list", help="list the logins")
     r = usub.add_parser("remove", help="remove a login")
-    r.add_argument("username")
+    r.add_argument("username", help="the login to remove")
     p.set_defaults(func=cmd_user)
     return p
 

@@ -121,7 +121,8 @@ def serve(args: argparse.Namespace) -> int:
     from .auth import UserStore, is_loopback
 
     host = str(getattr(args, "host", None) or "127.0.0.1")
-    port = int(getattr(args, "port", None) or 8000)
+    port = getattr(args, "port", None)
+    port = 8000 if port is None else int(port)  # 0 asks the system for a free port
     if not 0 <= port <= 65535:
         print(f"synapse: --port must be 0-65535, not {port}", file=sys.stderr)
         return 2

@@ -10,7 +10,8 @@ For each request, in order:
 4. a login is needed off loopback, and for any request a proxy forwarded: /api answers
    401 `{"detail", "kind": "login"}`, a page redirects to /login?next=<the page>;
 5. a state-changing request needs the CSRF token and, when sent, an Origin equal to
-   this server;
+   this server (4 and 5 are skipped for a program calling /api/v1: `agents.access`
+   judges those, by API key);
 6. every answer gets the security headers, and the cookie when it is new or changed
    (HttpOnly, SameSite=Strict, and Secure when the request came over https).
 
@@ -25,7 +26,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import orjson
+from starlette.requests import Request
 
+from ..agents.access import API_PREFIX, is_api_client
 from .auth import CSRF_HEADER, SESSION_COOKIE, Session, SessionStore, is_loopback
 from .proxies import TrustedProxies
 
@@ -80,7 +83,11 @@ class Security:
         login_required = self.login_required or fwd.proxied
         state = scope.setdefault("state", {})
         state.update(session=session, client=fwd.client, login_required=login_required)
-        finish = _Finisher(scope, send, session, fresh)
+        program = path.startswith(API_PREFIX) and is_api_client(Request(scope))
+        finish = _Finisher(scope, send, session, fresh and not program)
+        if program:
+            await self.app(scope, receive, finish)
+            return
 
         if login_required and session.user is None and not path.startswith(PUBLIC):
             if path.startswith("/api/"):

@@ -234,7 +234,10 @@ class StatusBoard:
         try:
             adapter = self.factory(spec, settings)
             listed = await self._verify_and_list(adapter)
-            status = ProviderStatus("ok", models=_label(spec, config, list(listed or [])), checked_at=time.time())
+            describe = getattr(adapter, "status_detail", None)  # Hugging Face: versions and device
+            detail = await asyncio.to_thread(describe) if callable(describe) else ""
+            status = ProviderStatus("ok", models=_label(spec, config, list(listed or [])), checked_at=time.time(),
+                                    detail=detail)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # every failure becomes a red dot with a reason

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["HEAD_REVISION", "current_revision", "database_url", "dispose_all", "downgrade", "engine", "migrate"]
 
 #: The newest migration in migrations/versions; `engine()` upgrades older databases.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _engines: dict[str, "sa.Engine"] = {}
@@ -72,7 +72,9 @@ def engine(url: str | None = None, settings: Mapping[str, Any] | None = None) ->
         if url.startswith("sqlite"):
             db_path = url.split("///", 1)[-1]
             if db_path and db_path != ":memory:":
-                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+                from ..private_files import create_private
+
+                create_private(Path(db_path))  # 0600 before SQLite opens it (it holds who called what)
             eng = sa.create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
             sa.event.listen(eng, "connect", _sqlite_pragmas)
         else:

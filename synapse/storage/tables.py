@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["metadata", "usage_calls"]
+__all__ = ["agents", "chat_sessions", "metadata", "session_messages", "usage_calls"]
 
 metadata = sa.MetaData()
 
@@ -38,4 +38,56 @@ usage_calls = sa.Table(
     sa.Index("ix_usage_calls_day", "day"),
     sa.Index("ix_usage_calls_session", "session"),
     sa.Index("ix_usage_calls_agent", "agent"),
+)
+
+#: Agents: a named assistant with a system prompt, an optional model and tools.
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # "agent-" + short random
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("name_key", sa.String(255), nullable=False),  # lower-cased name: unique
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("system_prompt", sa.Text, nullable=False, server_default=""),
+    sa.Column("model", sa.String(255), nullable=False, server_default=""),  # "": the `model` setting
+    sa.Column("max_turns", sa.Integer, nullable=False, server_default="30"),
+    sa.Column("tools", sa.JSON, nullable=False),  # list of tool names, or ["all"]
+    sa.Column("temperature", sa.Float),
+    sa.Column("response_cache", sa.String(16), nullable=False, server_default="off"),
+    sa.Column("max_total_cost_usd", sa.Float),
+    sa.Column("memory", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("extra", sa.JSON),  # provider request fields, e.g. {"thinking": {...}}
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("name_key", name="uq_agents_name_key"),
+)
+
+#: Chat sessions: one conversation with an agent.
+chat_sessions = sa.Table(
+    "chat_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # "s-" + random
+    sa.Column("agent_id", sa.String(64)),  # NULL: an agent that is not stored (Python API)
+    sa.Column("agent_name", sa.String(255), nullable=False, server_default=""),
+    sa.Column("title", sa.String(255), nullable=False, server_default=""),
+    sa.Column("model", sa.String(255), nullable=False, server_default=""),  # per-session override
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_chat_sessions_updated", "updated_at"),
+    sa.Index("ix_chat_sessions_agent", "agent_id"),
+)
+
+#: Every message of every session, in order, exactly as sent and received.
+session_messages = sa.Table(
+    "session_messages",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),  # order within the session
+    sa.Column("kind", sa.String(16), nullable=False, server_default="message"),  # message | summary
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("content", sa.JSON, nullable=False),  # parts, see synapse/agents/serialize.py
+    sa.Column("meta", sa.JSON),  # model, usage, cost, stopped, reasoning, summary range
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("session_id", "seq", name="uq_session_messages_seq"),
 )

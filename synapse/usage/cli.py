@@ -25,8 +25,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--since", default="30d", help="YYYY-MM-DD, ISO date-time, 24h, 7d, 4w or all (default: 30d)")
     p.add_argument("--until", default=None, help="end of the period (a bare date includes that day)")
     p.add_argument("--json", action="store_true", help="print the same JSON as GET /api/usage")
-    p.add_argument("--csv", action="store_true", help="print every call of the period as CSV")
-    p.add_argument("--recent", type=int, default=10, help="how many recent calls to list (default 10)")
+    p.add_argument("--csv", action="store_true", help="print every call of the period as CSV (plain decimals; "
+                   "cells starting with = + - @ are quoted with ' so spreadsheets do not run them)")
+    from ..cli import int_range
+
+    p.add_argument("--recent", type=int_range(0, 100_000), default=10, help="how many recent calls to list (default 10; 0: none)")
     p.set_defaults(func=cmd_usage)
     return p
 
@@ -101,11 +104,36 @@ def cmd_usage(args: argparse.Namespace) -> int:
     except rep.PeriodError as exc:
         print(f"synapse: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _print_usage(args, start, end)
+    except (ImportError, OSError) as exc:
+        raise _database_error(exc) from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("sqlalchemy"):
+            raise _database_error(exc) from None
+        raise
+
+
+def _database_error(exc: BaseException) -> Exception:
+    """A database that cannot be opened, said in one line (the URL's password hidden)."""
+    from .. import settings, storage
+    from ..errors import SettingsError
+    from ..providers.base import redact
+
+    url = settings.shown("database_url", storage.database_url(settings.load()))
+    reason = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    hint = " (pip install 'psycopg[binary]')" if "psycopg" in reason else ""
+    return SettingsError(f"cannot open the usage database {url}: {reason}{hint}; check database_url")
+
+
+def _print_usage(args: argparse.Namespace, start: float | None, end: float | None) -> int:
+    from . import report as rep
+
     if args.csv:
         with rep._engine(None).connect() as conn:
             sys.stdout.write(rep.csv_text(conn, start, end))
         return 0
-    data = rep.report(None, args.since, args.until, recent=max(0, args.recent))
+    data = rep.report(None, args.since, args.until, recent=args.recent)
     if args.json:
         sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     else:

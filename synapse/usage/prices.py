@@ -11,7 +11,10 @@ so `price()` converts once here.
             - cache_write * (cache-write price - input price)
 
 computed exactly as (the same call's price with no caching) - (its real price), so
-tiered prices are handled by the library too. A model the library does not know has
+tiered prices are handled by the library too. Provider-side tool uses
+(`Usage.server_tool_use`: web searches, code executions) add the library's per-use
+price where it has one (`web_searches_kcount`: $10 per 1,000 for Claude and OpenAI,
+$35 per 1,000 grounded prompts for Gemini 2.5); a use it has no price for adds nothing. A model the library does not know has
 an unknown price: `price()` returns None, the ledger stores NULL, reports say
 "price unknown", never $0. Local providers (Ollama, local OpenAI-compatible servers,
 Hugging Face) cost $0.
@@ -105,6 +108,21 @@ def _genai_usage(u: Usage, cached: bool = True) -> Any:
 
 
 _M = 1_000_000
+#: Usage.server_tool_use names -> the genai-prices price per 1,000 uses.
+_TOOL_PRICE_KEYS = {"web_search": "web_searches_kcount", "code_execution": "code_executions_kcount"}
+
+
+def _tool_cost(found: Any, usage: Usage, when: datetime) -> float:
+    """USD for the provider-side tool uses in `usage` that the library prices."""
+    if not usage.server_tool_use:
+        return 0.0
+    mp = found[1].get_prices(when)
+    cost = 0.0
+    for name, count in usage.server_tool_use.items():
+        per_k = getattr(mp, _TOOL_PRICE_KEYS.get(name, ""), None)
+        if per_k is not None and count > 0:
+            cost += float(per_k) * count / 1000.0
+    return cost
 _rates_cache: dict[tuple[str, str, str, str, int], Any] = {}
 
 
@@ -196,9 +214,10 @@ def price(
         base, rin, rout, rread, rwrite = rates
         read, write = usage.cache_read_tokens, usage.cache_write_tokens
         cost = base + rin * usage.input_tokens + rout * usage.output_tokens + rread * read + rwrite * write
+        total = float(cost) + _tool_cost(found, usage, when)
         if response_cache_hit:
-            return Price(0.0, float(cost))
-        return Price(float(cost), float(read * (rin - rread) - write * (rwrite - rin)))
+            return Price(0.0, total)
+        return Price(total, float(read * (rin - rread) - write * (rwrite - rin)))
     try:
         actual = genai_model.calc_price(_genai_usage(usage), genai_provider, genai_request_timestamp=when)
         if usage.cache_read_tokens or usage.cache_write_tokens:
@@ -209,6 +228,7 @@ def price(
             savings = 0
     except (ValueError, ArithmeticError):
         return None
+    total = float(actual.total_price) + _tool_cost(found, usage, when)
     if response_cache_hit:
-        return Price(0.0, float(actual.total_price))
-    return Price(float(actual.total_price), float(savings))
+        return Price(0.0, total)
+    return Price(total, float(savings))

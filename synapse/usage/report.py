@@ -76,7 +76,7 @@ def parse_when(text: str | None, *, now: float | None = None, end: bool = False)
     m = _RELATIVE.match(value)
     if m:
         n, unit = int(m.group(1)), m.group(2)
-        return now - n * {"h": 3600, "d": 86400, "w": 7 * 86400}[unit]
+        return _in_range(text, now - n * {"h": 3600, "d": 86400, "w": 7 * 86400}[unit])
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=timezone.utc)
@@ -88,7 +88,16 @@ def parse_when(text: str | None, *, now: float | None = None, end: bool = False)
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
+    return _in_range(text, dt.timestamp())
+
+
+def _in_range(text: str, ts: float) -> float:
+    """A bound a date can show (years 1-9999); `99999999d` is not a period."""
+    try:
+        datetime.fromtimestamp(ts, tz=timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        raise PeriodError(f"{text!r} is too far from today: use a date between 0001-01-01 and 9999-12-31") from None
+    return ts
 
 
 def _iso(ts: float | None) -> str | None:
@@ -293,7 +302,25 @@ def csv_rows(conn: "sa.Connection", since: float | None = None, until: float | N
     query = sa.select(t).where(*_where(since, until)).order_by(t.c.ts, t.c.id)
     for r in conn.execute(query).mappings():
         row = _row_out(r)
-        yield ["" if row[c] is None else row[c] for c in CSV_COLUMNS]
+        yield [_csv_cell(row[c]) for c in CSV_COLUMNS]
+
+
+def _csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet reads as data: plain decimals, no formulas.
+
+    Floats are written in positional notation (`0.000099`, never `9.9e-05`). Text that
+    starts with = + - @ (or a tab / carriage return) would run as a formula when the file is
+    opened in a spreadsheet (OWASP "CSV injection"), so it gets a leading apostrophe.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        from decimal import Decimal
+
+        return format(Decimal(repr(value)), "f")  # the shortest exact digits, never an exponent
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def csv_text(conn: "sa.Connection", since: float | None = None, until: float | None = None) -> str:
@@ -328,7 +355,14 @@ def _engine(settings: Mapping[str, Any] | None) -> "sa.Engine":
 
 
 def period(since: str | None = DEFAULT_SINCE, until: str | None = None, *, now: float | None = None) -> tuple[float | None, float | None]:
-    return parse_when(since, now=now), parse_when(until, now=now, end=True)
+    """(start, end) in Unix seconds; a start that is not before the end is an error."""
+    now = time.time() if now is None else now
+    start, end = parse_when(since, now=now), parse_when(until, now=now, end=True)
+    if start is not None and end is not None and start >= end:
+        raise PeriodError(
+            f"--since ({_iso(start)}) must come before --until ({_iso(end)}): swap them or widen the period"
+        )
+    return start, end
 
 
 def report(

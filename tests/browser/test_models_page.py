@@ -10,6 +10,7 @@ and the provider's models appear in the selector without a reload.
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import time
@@ -447,3 +448,25 @@ def test_keyboard_focus_order(world: dict[str, Any], page: Any) -> None:
         time.sleep(0.02)
     assert len(fake.requests) > before, "Check again did not reach the provider"
     expect_state(page, "anthropic", "ok")
+
+
+def test_hugging_face_card_shows_what_is_installed(world: dict[str, Any], page: Any, screenshots: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install requirements-hf.lock: transformers and torch are missing")
+        pytest.skip("transformers and torch are not installed here")
+    import torch
+    import transformers
+
+    page.goto(world["server"].url + "/settings/models")
+    hf = card(page, "hf")
+    hf.get_by_role("button", name="Check").click()
+    expect_state(page, "hf", "ok", timeout=60_000)
+    detail = hf.locator(".status-detail").inner_text()
+    assert hf.locator(".status-text").inner_text() == "Ready · 0 loaded"
+    assert detail.startswith(f"transformers {transformers.__version__} and torch {torch.__version__} installed; "
+                             "models run on cpu; no model loaded yet")
+    hf.scroll_into_view_if_needed()
+    hf.screenshot(path=str(screenshots / "models-hf-card.png"))

@@ -60,7 +60,7 @@ def fill_ledger() -> None:
     calls: list[dict[str, Any]] = []
 
     def note(model: str, r: Any, **extra: Any) -> None:
-        calls.append({"model": model, "usage": dataclasses.asdict(r.usage), **extra})
+        calls.append({"model": model, "usage": r.usage.as_dict(), **extra})
 
     async def main() -> None:
         try:  # the fake answers this first request 529 Overloaded (the test set it up)
@@ -434,6 +434,10 @@ def test_keyboard(world: dict[str, Any], page: Any, api: ApiClient) -> None:
     open_usage(page, world["server"].url)
     # Tab from the top reaches the nav, then the period control; arrows change the period
     page.keyboard.press("Tab")  # brand
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Chat"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Agents"
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Models"
     page.keyboard.press("Tab")

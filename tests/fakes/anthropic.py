@@ -36,6 +36,7 @@ tool result>" when the last user turn carries tool results) and counts tokens wi
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import itertools
 import json
@@ -68,6 +69,13 @@ ALIASES: dict[str, str] = {
     "claude-3-5-haiku-latest": "claude-3-5-haiku-20241022",
 }
 
+#: Provider-side tool types and the name each must have.
+_SERVER_TOOL_TYPES = {
+    "web_search_20250305": "web_search", "web_fetch_20250910": "web_fetch",
+    "code_execution_20250825": "code_execution",
+}
+_RESULT_TYPES = frozenset({"web_search_tool_result", "web_fetch_tool_result", "bash_code_execution_tool_result"})
+
 _TOP_LEVEL = frozenset(
     "model max_tokens messages system temperature top_p top_k stop_sequences stream tools tool_choice metadata "
     "thinking service_tier cache_control output_config container inference_geo mcp_servers context_management".split()
@@ -85,6 +93,10 @@ class AnthropicReply(FakeReply):
 
     error_type: str = "overloaded_error"
     error_message: str = "Overloaded"
+    #: Answer with a `redacted_thinking` block (opaque `data`) before the reply.
+    redacted_thinking: bool = False
+    #: Streaming only: seconds between events (a slow model, to stop it midway).
+    event_delay: float = 0.0
 
 
 @dataclass
@@ -127,12 +139,18 @@ class AnthropicFake(FakeServer):
         #: prefix hash -> (tokens, expiry on time.monotonic(), ttl in seconds)
         self.cache: dict[str, tuple[int, float, float]] = {}
         self._ids = itertools.count(1)
+        #: Thinking signatures and redacted_thinking data this fake issued; only these come back valid.
+        self.issued: set[str] = set()
+        #: Streams the client closed before their end.
+        self.disconnects = 0
 
     # --- steering ----------------------------------------------------------------------------
 
     def reset(self) -> None:
         super().reset()
         self.cache.clear()
+        self.issued.clear()
+        self.disconnects = 0
         self.models = list(self._default_models)
         self.context_window = self.CONTEXT_WINDOW
         self.max_page_size = self.MAX_PAGE_SIZE
@@ -231,6 +249,7 @@ class AnthropicFake(FakeServer):
         try:
             body = await self._body(request)
             self._validate(body, count_only=False)
+            self._check_thinking(body)
             model = self._model(body["model"])
             blocks, breakpoints = self._prompt_blocks(body)
             total = sum(b.tokens for b in blocks)
@@ -338,6 +357,13 @@ class AnthropicFake(FakeServer):
                 raise bad(f"tools.{i}.name: Field required")
             if "input_schema" not in tool and tool.get("type") in (None, "custom"):
                 raise bad(f"tools.{i}.custom.input_schema: Field required")
+            kind = tool.get("type")
+            if kind not in (None, "custom"):
+                expected = _SERVER_TOOL_TYPES.get(kind)
+                if expected is None:
+                    raise bad(f"tools.{i}: Input tag '{kind}' found using 'type' does not match any of the expected tags")
+                if tool["name"] != expected:
+                    raise bad(f"tools.{i}.{kind}.name: Input should be '{expected}'")
             tool_names.add(tool["name"])
         choice = body.get("tool_choice")
         if choice is not None:
@@ -375,6 +401,7 @@ class AnthropicFake(FakeServer):
                         "Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
                     )
             seen_other = False
+            server_ids: set[Any] = set()
             for j, block in enumerate(content):
                 if not isinstance(block, dict):
                     raise bad(f"messages.{i}.content.{j}: Input should be a valid dictionary")
@@ -407,11 +434,53 @@ class AnthropicFake(FakeServer):
                             f"messages.{i}: `tool_result` blocks must come first in the content of a user message, "
                             "before any other content"
                         )
+                elif kind == "server_tool_use" or kind in _RESULT_TYPES:
+                    if m["role"] != "assistant":
+                        raise bad(f"messages.{i}.content.{j}: {kind} blocks can only appear in assistant messages")
+                    if kind == "server_tool_use":
+                        server_ids.add(block.get("id"))
+                    elif block.get("tool_use_id") not in server_ids:
+                        raise bad(
+                            f"messages.{i}.content.{j}: `{kind}` block with tool_use_id {block.get('tool_use_id')} "
+                            "must follow the `server_tool_use` block with that id"
+                        )
                 elif kind not in ("thinking", "redacted_thinking", "document", "search_result"):
                     raise bad(f"messages.{i}.content.{j}.type: Input tag '{kind}' found using 'type' does not match any of the expected tags")
                 if kind != "tool_result":
                     seen_other = True
             pending = {b["id"] for b in content if isinstance(b, dict) and b.get("type") == "tool_use"} if m["role"] == "assistant" else set()
+
+    def _check_thinking(self, body: dict[str, Any]) -> None:
+        """Extended thinking, as the real API checks it (its error texts): a thinking block sent
+        back must carry the signature it was issued with (redacted_thinking its exact `data`),
+        and with `thinking` on, the assistant turn before the newest tool results must start
+        with its thinking block."""
+        bad = lambda msg: _Invalid(400, "invalid_request_error", msg)  # noqa: E731
+        messages = body["messages"]
+        for i, m in enumerate(messages):
+            content = m.get("content")
+            for j, block in enumerate(content if isinstance(content, list) else []):
+                kind = block.get("type")
+                if kind == "thinking" and block.get("signature") not in self.issued:
+                    raise bad(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
+                if kind == "redacted_thinking" and block.get("data") not in self.issued:
+                    raise bad(f"messages.{i}.content.{j}: Invalid `data` in `redacted_thinking` block")
+        thinking = body.get("thinking")
+        if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive") or len(messages) < 2:
+            return
+        last, before = messages[-1], messages[-2]
+        last_content = last.get("content") if isinstance(last.get("content"), list) else []
+        if last.get("role") == "user" and any(b.get("type") == "tool_result" for b in last_content):
+            content = before.get("content")
+            first = content[0].get("type") if isinstance(content, list) and content else "text"
+            if first not in ("thinking", "redacted_thinking"):
+                raise bad(
+                    f"messages.{len(messages) - 2}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+                    f"`{first}`. When `thinking` is enabled, a final `assistant` message must start with a thinking block "
+                    "(preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking "
+                    "blocks from previous turns. To avoid this requirement, disable `thinking`. Please consult our "
+                    "documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+                )
 
     # --- prompt accounting and the cache --------------------------------------------------------
 
@@ -556,8 +625,13 @@ class AnthropicFake(FakeServer):
         thinking_tokens = 0
         if reply.reasoning:
             signature = hashlib.sha256(reply.reasoning.encode()).hexdigest()
+            self.issued.add(signature)
             content.append({"type": "thinking", "thinking": reply.reasoning, "signature": signature})
             thinking_tokens = reply.reasoning_tokens if reply.reasoning_tokens is not None else estimate_tokens(reply.reasoning)
+        if getattr(reply, "redacted_thinking", False):
+            data = "EmwKAhgBEgy" + hashlib.sha256(str(next(self._ids)).encode()).hexdigest()
+            self.issued.add(data)
+            content.append({"type": "redacted_thinking", "data": data})
         text = reply.text
         if stop_reason is None:
             hits = sorted((text.find(s), s) for s in body.get("stop_sequences") or [] if s and s in text)
@@ -566,8 +640,16 @@ class AnthropicFake(FakeServer):
         budget = body["max_tokens"] - thinking_tokens
         if stop_reason is None and estimate_tokens(text) > budget:
             text, stop_reason = text[: max(0, budget) * 4], "max_tokens"
+        server_use = self._server_blocks(body, reply, content)
         if text or not (reply.tool_calls and stop_reason is None):
-            content.append({"type": "text", "text": text})
+            block = {"type": "text", "text": text}
+            if server_use.get("web_search_requests") and reply.sources:
+                block["citations"] = [
+                    {"type": "web_search_result_location", "url": url, "title": title, "cited_text": text[:40],
+                     "encrypted_index": base64.b64encode(url.encode()).decode()}
+                    for url, title in reply.sources
+                ]
+            content.append(block)
         out_tokens = estimate_tokens(text) + thinking_tokens
         if stop_reason is None and reply.tool_calls:
             for call in reply.tool_calls:
@@ -590,6 +672,10 @@ class AnthropicFake(FakeServer):
         }
         if reply.reasoning:
             usage["output_tokens_details"] = {"thinking_tokens": thinking_tokens}
+        if reply.raw_content is not None:  # blocks of kinds a client may not know
+            content = list(reply.raw_content)
+        if server_use:
+            usage["server_tool_use"] = server_use
         return {
             "id": f"msg_01Fake{next(self._ids):016d}",
             "type": "message",
@@ -600,6 +686,30 @@ class AnthropicFake(FakeServer):
             "stop_sequence": stop_sequence,
             "usage": usage,
         }
+
+    def _server_blocks(self, body: dict[str, Any], reply: FakeReply, content: list[dict[str, Any]]) -> dict[str, int]:
+        """The provider-side tool blocks the model produced (only for tools the request enabled)."""
+        enabled = {t.get("name") for t in body.get("tools") or [] if t.get("type") in _SERVER_TOOL_TYPES}
+        use: dict[str, int] = {}
+        if not enabled:
+            return use
+        n = next(self._ids)
+        if "web_search" in enabled and reply.search_query:
+            tid = f"srvtoolu_01Search{n:08d}"
+            content.append({"type": "server_tool_use", "id": tid, "name": "web_search", "input": {"query": reply.search_query}})
+            content.append({"type": "web_search_tool_result", "tool_use_id": tid, "content": [
+                {"type": "web_search_result", "url": url, "title": title, "page_age": "2 days ago",
+                 "encrypted_content": base64.b64encode(f"{url}|{title}".encode()).decode()}
+                for url, title in reply.sources
+            ]})
+            use = {"web_search_requests": 1, "web_fetch_requests": 0}
+        if "code_execution" in enabled and reply.code:
+            tid = f"srvtoolu_01Code{n:08d}"
+            content.append({"type": "server_tool_use", "id": tid, "name": "bash_code_execution", "input": {"command": reply.code}})
+            content.append({"type": "bash_code_execution_tool_result", "tool_use_id": tid, "content": {
+                "type": "bash_code_execution_result", "stdout": reply.code_output, "stderr": "", "return_code": 0, "content": []}})
+            use = use or {"web_search_requests": 0, "web_fetch_requests": 0}
+        return use
 
     # --- streaming ---------------------------------------------------------------------------
 
@@ -621,6 +731,16 @@ class AnthropicFake(FakeServer):
             if kind == "text":
                 start = {"type": "text", "text": ""}
                 deltas = [{"type": "text_delta", "text": p} for p in self._pieces(block["text"])]
+                if block.get("citations"):
+                    start["citations"] = []
+                    deltas += [{"type": "citations_delta", "citation": c} for c in block["citations"]]
+            elif kind == "server_tool_use":
+                start = {**block, "input": {}}
+                args = json.dumps(block["input"])
+                deltas = [{"type": "input_json_delta", "partial_json": ""}]
+                deltas += [{"type": "input_json_delta", "partial_json": args[i : i + 7]} for i in range(0, len(args), 7)]
+            elif kind in _RESULT_TYPES or kind not in ("thinking", "tool_use"):
+                start = dict(block)  # redacted_thinking, a result block (or a kind added later) arrives whole, with no deltas
             elif kind == "thinking":
                 start = {"type": "thinking", "thinking": "", "signature": ""}
                 deltas = [{"type": "thinking_delta", "thinking": p} for p in self._pieces(block["thinking"])]
@@ -637,7 +757,8 @@ class AnthropicFake(FakeServer):
             events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
         final_usage = {
             k: usage[k]
-            for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens", "output_tokens_details")
+            for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens", "output_tokens_details",
+                      "server_tool_use")
             if k in usage
         }
         events.append((
@@ -687,6 +808,13 @@ class AnthropicFake(FakeServer):
                 emsg = getattr(reply, "error_message", "Overloaded")
                 await resp.write(self.frame("error", {"type": "error", "error": {"type": etype, "message": emsg}}, 0))
                 break
-            await resp.write(self.frame(name, data, n))
+            delay = getattr(reply, "event_delay", 0.0)
+            try:
+                if delay:
+                    await asyncio.sleep(delay)
+                await resp.write(self.frame(name, data, n))
+            except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
+                self.disconnects += 1
+                raise
         await resp.write_eof()
         return resp

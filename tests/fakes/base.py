@@ -63,6 +63,16 @@ class FakeReply:
     break_after_events: int | None = None
     #: Streaming only: send an in-stream error event after this many events.
     error_after_events: int | None = None
+    #: Provider-side tools, used only when the request enables them: the query a web
+    #: search ran and the (url, title) pages it found (the text cites them); code the
+    #: model ran on the provider's side and what it printed.
+    search_query: str | None = None
+    sources: list[tuple[str, str]] = field(default_factory=list)
+    code: str | None = None
+    code_output: str = ""
+    #: Chat Completions: send this as `message.content` (and as one more delta) verbatim,
+    #: for content shapes a client may not understand.
+    raw_content: Any = None
 
 
 @dataclass

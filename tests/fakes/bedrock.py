@@ -253,6 +253,8 @@ class BedrockFake(FakeServer):
         self.stream_chunk_size: int | None = None
         self.stream_coalesce = False
         self._counter = 0
+        #: Reasoning signatures this fake handed out; a reasoning block sent back must carry one.
+        self.issued_signatures: set[str] = set()
 
     # --- helpers for tests -------------------------------------------------------------------
 
@@ -274,6 +276,7 @@ class BedrockFake(FakeServer):
         super().reset()
         self.cache.clear()
         self.raw_paths.clear()
+        self.issued_signatures.clear()
         self.no_access.clear()
         self.deny_profiles = False
         self.context_window = self._context_window
@@ -444,6 +447,7 @@ class BedrockFake(FakeServer):
             if "TEXT" not in model["outputModalities"]:
                 raise _Reject(400, "ValidationException", "This action doesn't support the model that you provided. Try again with a supported text or chat model.")
             self._validate(data)
+            self._check_reasoning(data, model_id)
             usage_in = self._prompt_usage(model_id, data)
         except _Reject as r:
             return r.response
@@ -538,6 +542,37 @@ class BedrockFake(FakeServer):
         inference = data.get("inferenceConfig") or {}
         if "maxTokens" in inference and not (isinstance(inference["maxTokens"], int) and inference["maxTokens"] >= 1):
             raise bad("The maximum tokens you requested must be at least 1.")
+
+    def _check_reasoning(self, data: dict[str, Any], model_id: str) -> None:
+        """Claude with extended thinking, as Bedrock relays Anthropic's checks: the assistant turn
+        before the newest tool results must start with its reasoning block, and every reasoning
+        block sent back must carry a signature this service issued."""
+        def bad(msg: str) -> _Reject:
+            return _Reject(400, "ValidationException", "The model returned the following errors: " + msg)
+
+        fields = data.get("additionalModelRequestFields") or {}
+        thinking = (fields.get("thinking") or {}).get("type") in ("enabled", "adaptive") or bool(fields.get("reasoning_config"))
+        messages = data["messages"]
+        for i, m in enumerate(messages):
+            for j, block in enumerate(m.get("content") or []):
+                text = (block.get("reasoningContent") or {}).get("reasoningText")
+                if text is not None and ("signature" in text or "anthropic" in model_id) \
+                        and text.get("signature") not in self.issued_signatures:
+                    raise bad(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
+        if not thinking or "anthropic" not in model_id or len(messages) < 2:
+            return
+        last, before = messages[-1], messages[-2]
+        if any("toolResult" in b for b in last["content"]) and before.get("role") == "assistant":
+            first = next(iter(before["content"][0]))
+            if first != "reasoningContent":
+                found = {"toolUse": "tool_use", "text": "text"}.get(first, first)
+                raise bad(
+                    f"messages.{len(messages) - 2}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+                    f"`{found}`. When `thinking` is enabled, a final `assistant` message must start with a thinking block "
+                    "(preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking "
+                    "blocks from previous turns. To avoid this requirement, disable `thinking`. Please consult our "
+                    "documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+                )
 
     # --- prompt accounting + cache simulation -----------------------------------------------------------------
 
@@ -644,6 +679,7 @@ class BedrockFake(FakeServer):
             return web.Response(status=200, body=b'{"output":{"message":{"role":"assistant","content":[{"te', content_type="application/json", headers={"x-amzn-RequestId": rid})
         content: list[dict[str, Any]] = []
         if reply.reasoning:
+            self.issued_signatures.add(reply.reasoning_signature)
             content.append({"reasoningContent": {"reasoningText": {"text": reply.reasoning, "signature": reply.reasoning_signature}}})
         if text:
             content.append({"text": text})
@@ -665,6 +701,7 @@ class BedrockFake(FakeServer):
         events: list[tuple[str, dict[str, Any]]] = [("messageStart", {"role": "assistant"})]
         index = 0
         if reply.reasoning:
+            self.issued_signatures.add(reply.reasoning_signature)
             for piece in _pieces(reply.reasoning, 12):
                 events.append(("contentBlockDelta", {"contentBlockIndex": index, "delta": {"reasoningContent": {"text": piece}}}))
             events.append(("contentBlockDelta", {"contentBlockIndex": index, "delta": {"reasoningContent": {"signature": reply.reasoning_signature}}}))

@@ -183,6 +183,8 @@ _GEN_FIELDS = {"stopSequences", "responseMimeType", "responseSchema", "responseJ
                "thinkingConfig", "mediaResolution", "imageConfig", "_responseJsonSchema"}
 _PART_FIELDS = {"text", "inlineData", "fileData", "functionCall", "functionResponse", "thought", "thoughtSignature",
                 "executableCode", "codeExecutionResult", "videoMetadata", "partMetadata", "mediaResolution"}
+_TOOL_FIELDS = {"functionDeclarations", "function_declarations", "googleSearch", "google_search", "codeExecution",
+                "code_execution", "urlContext", "url_context", "googleSearchRetrieval", "google_search_retrieval"}
 _SCHEMA_FIELDS = {"type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems", "properties",
                   "required", "minProperties", "maxProperties", "minLength", "maxLength", "pattern", "example",
                   "anyOf", "propertyOrdering", "default", "items", "minimum", "maximum"}
@@ -438,6 +440,9 @@ class GeminiFake(FakeServer):
         tools = _get(body, "tools") or []
         names: list[str] = []
         for t, tool in enumerate(tools):
+            for key in tool:
+                if key not in _TOOL_FIELDS:
+                    raise _Invalid(f"Invalid JSON payload received. Unknown name \"{key}\" at 'tools[{t}]': Cannot find field.")
             for d, decl in enumerate(_get(tool, "functionDeclarations") or ()):
                 where = f"tools[{t}].function_declarations[{d}]"
                 if not _get(decl, "name"):
@@ -532,12 +537,31 @@ class GeminiFake(FakeServer):
             meta["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt}]
             return meta
 
+        enabled = {k for tool in _get(body, "tools") or [] for k in tool}
+        grounding: dict[str, Any] | None = None
+        if enabled & {"googleSearch", "google_search"} and reply.search_query:
+            # Real grounding chunks point at redirect URLs titled with the site's domain.
+            grounding = {
+                "searchEntryPoint": {"renderedContent": "<style>.container{}</style><div class=\"container\"></div>"},
+                "groundingChunks": [
+                    {"web": {"uri": "https://vertexaisearch.cloud.google.com/grounding-api-redirect/"
+                                    + base64.urlsafe_b64encode(url.encode()).decode().rstrip("="),
+                             "title": url.split("/")[2]}}
+                    for url, _ in reply.sources
+                ],
+                "groundingSupports": [{"segment": {"startIndex": 0, "endIndex": len(text), "text": text},
+                                       "groundingChunkIndices": list(range(len(reply.sources)))}],
+                "webSearchQueries": [reply.search_query],
+            }
+
         def chunk(parts: list[dict[str, Any]] | None, meta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
             out: dict[str, Any] = {}
             if parts is not None or finish_reason:
                 cand: dict[str, Any] = {"content": {"parts": parts or [], "role": "model"}}
                 if finish_reason:
                     cand["finishReason"] = finish_reason
+                    if grounding is not None:
+                        cand["groundingMetadata"] = grounding
                     if reply.finish_message:
                         cand["finishMessage"] = reply.finish_message
                 cand["index"] = 0
@@ -557,6 +581,11 @@ class GeminiFake(FakeServer):
             chunks.append(chunk([{"text": reply.reasoning, "thought": True}], usage(None, thoughts, False)))
         if reply.raw_parts is not None:
             chunks.append(chunk(reply.raw_parts, usage(candidates_tokens, thoughts, False)))
+        if enabled & {"codeExecution", "code_execution"} and reply.code:
+            chunks.append(chunk([{"executableCode": {"language": "PYTHON", "code": reply.code}}],
+                                usage(candidates_tokens, thoughts, False)))
+            chunks.append(chunk([{"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": reply.code_output}}],
+                                usage(candidates_tokens, thoughts, False)))
         pieces = _split(text)
         sent = 0
         for piece in pieces:

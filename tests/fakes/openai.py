@@ -60,16 +60,20 @@ from typing import Any
 from aiohttp import web
 
 from .base import FakeReply, FakeServer, FakeToolCall, estimate_tokens
+from .openai_responses import RESPONSES_ONLY, ResponsesRoutes, _pieces
 
 __all__ = ["OpenAIFake", "FakeReply", "FakeToolCall"]
 
-_PREFIX = {"openai": "/v1", "xai": "/v1", "deepseek": "", "together": "/v1", "openrouter": "/api/v1", "local": "/v1"}
+_PREFIX = {"openai": "/v1", "xai": "/v1", "deepseek": "", "together": "/v1", "openrouter": "/api/v1", "local": "/v1",
+           "mistral": "/v1", "groq": "/openai/v1"}
 _KEYS = {
     "openai": "sk-proj-fakeopenai0123456789abcd",
     "xai": "xai-fakegrok0123456789abcdefgh",
     "deepseek": "sk-fakedeepseek0123456789abcd",
     "together": "tgp_v1_faketogether0123456789",
     "openrouter": "sk-or-v1-fakeopenrouter0123456789",
+    "mistral": "fakemistral0123456789abcdefghij",
+    "groq": "gsk_fakegroq0123456789abcdefghij",
 }
 _SETTINGS = {
     "openai": ("openai_key", "openai_base_url"),
@@ -78,6 +82,8 @@ _SETTINGS = {
     "together": ("openai_compatible_key", "openai_compatible_base_url"),
     "openrouter": ("openai_compatible_key", "openai_compatible_base_url"),
     "local": ("local_compatible_key", "local_compatible_base_url"),
+    "mistral": ("openai_compatible_key", "openai_compatible_base_url"),
+    "groq": ("openai_compatible_key", "openai_compatible_base_url"),
 }
 _MODELS = {
     "openai": ["gpt-4o-mini", "gpt-4.1", "gpt-5", "o3", "o3-mini", "o4-mini", "whisper-1", "dall-e-3",
@@ -87,6 +93,8 @@ _MODELS = {
     "together": ["meta-llama/Llama-3.3-70B-Instruct-Turbo", "Qwen/Qwen2.5-7B-Instruct-Turbo"],
     "openrouter": ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4.5"],
     "local": ["qwen2.5-7b-instruct"],
+    "mistral": ["mistral-large-latest", "magistral-medium-latest"],
+    "groq": ["llama-3.3-70b-versatile", "qwen/qwen3-32b"],
 }
 _EMBED_MODELS = {
     "openai": ["text-embedding-3-small", "text-embedding-3-large"],
@@ -95,6 +103,8 @@ _EMBED_MODELS = {
     "together": ["BAAI/bge-base-en-v1.5"],
     "openrouter": ["openai/text-embedding-3-small"],
     "local": ["nomic-embed-text-v1.5"],
+    "mistral": ["mistral-embed"],
+    "groq": [],
 }
 _O_SERIES = re.compile(r"^o[134](?:-|$)")
 _DEFAULT_STREAM_ERROR = {
@@ -116,7 +126,11 @@ def _masked(key: str) -> str:
     return key[:8] + "*" * 20 + key[-4:] if len(key) > 12 else "*" * len(key)
 
 
-class OpenAIFake(FakeServer):
+#: OpenAI's search models: the only Chat Completions models that take `web_search_options`.
+_SEARCH_MODELS = ["gpt-4o-search-preview", "gpt-5-search-api"]
+
+
+class OpenAIFake(ResponsesRoutes, FakeServer):
     """One Chat Completions server; `flavour` picks which service it imitates."""
 
     def __init__(
@@ -144,6 +158,7 @@ class OpenAIFake(FakeServer):
         self.write_mode = "normal"
         self.stream_error: dict[str, Any] = dict(_DEFAULT_STREAM_ERROR)
         self._ids = 0
+        self._init_responses()
 
     # --- how to point Synapse here ---------------------------------------------------
 
@@ -184,6 +199,8 @@ class OpenAIFake(FakeServer):
                 out.append(web.post(p + "/embeddings", self._embeddings))
             if self.flavour == "openrouter":
                 out.append(web.get(p + "/key", self._key))
+            if self.flavour == "openai":
+                out.append(web.post(p + "/responses", self._responses))
         return out
 
     # --- auth ------------------------------------------------------------------------------
@@ -251,11 +268,17 @@ class OpenAIFake(FakeServer):
         rid = f"{self._ids:08x}-fake-uuid" if self.flavour == "deepseek" else f"chatcmpl-fake{self._ids}"
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return await self._stream(request, body, reply, text, finish, usage if include_usage or self.flavour in ("deepseek", "together", "openrouter") else None, rid)
+            always = ("deepseek", "together", "openrouter", "mistral", "groq")
+            return await self._stream(request, body, reply, text, finish, usage if include_usage or self.flavour in always else None, rid)
         message: dict[str, Any] = {"role": "assistant", "content": text if (text or not reply.tool_calls) else None}
         if self.flavour == "openai":
             message["refusal"] = None
-            message["annotations"] = []
+            message["annotations"] = self._annotations(body, reply, text)
+        if self.flavour == "mistral" and reply.reasoning:  # magistral: a list of thinking and text parts
+            message["content"] = [{"type": "thinking", "thinking": [{"type": "text", "text": reply.reasoning}]},
+                                  {"type": "text", "text": text}]
+        if reply.raw_content is not None:
+            message["content"] = reply.raw_content
         if reply.reasoning and self.flavour in ("deepseek", "xai"):
             message["reasoning_content"] = reply.reasoning
         elif reply.reasoning and self.flavour in ("openrouter", "local"):
@@ -289,7 +312,12 @@ class OpenAIFake(FakeServer):
                                     "'msg': 'Extra inputs are not permitted'}]", "type": "BadRequestError", "param": None, "code": 400})
         if "stream_options" in body and not body.get("stream") and f != "local":
             return self._error(400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options")
-        if not self.any_model and model not in self.models:
+        if f == "openai" and model in self.responses_models:
+            return self._error(404, "This model is only supported in v1/responses and not in v1/chat/completions.",
+                               param="model")
+        if "web_search_options" in body and (f != "openai" or model not in _SEARCH_MODELS):
+            return self._error(400, "Web search options not supported with this model.", param="web_search_options")
+        if not self.any_model and model not in self.models and not (f == "openai" and model in _SEARCH_MODELS):
             return self._unknown_model(str(model))
         if f == "openai" and _O_SERIES.match(str(model)):
             for name, hint in (("max_tokens", " Use 'max_completion_tokens' instead."), ("temperature", "")):
@@ -311,6 +339,10 @@ class OpenAIFake(FakeServer):
             if pending:
                 return self._unanswered(pending, i)
             if role == "assistant":
+                if f == "deepseek" and model == "deepseek-reasoner" and m.get("tool_calls") and not m.get("reasoning_content"):
+                    # Thinking mode with tools (V3.2+): the tool-call turn's reasoning must come back (§7.3).
+                    return self._error(400, "The reasoning_content in the thinking mode must be passed back to the API.",
+                                       code="invalid_request_error")
                 for call in m.get("tool_calls") or []:
                     if not isinstance(call.get("function", {}).get("arguments"), str):
                         return self._error(400, f"Invalid type for 'messages[{i}].tool_calls[0].function.arguments': expected a string.",
@@ -359,6 +391,14 @@ class OpenAIFake(FakeServer):
                                     f"you requested {total} tokens.", "type": "BadRequestError", "param": None, "code": 400})
         return self._error(400, f"This model's maximum context length is {n} tokens. However, your messages resulted in "
                            f"{total} tokens. Please reduce the length of the messages.", param="messages", code="context_length_exceeded")
+
+    @staticmethod
+    def _annotations(body: dict[str, Any], reply: FakeReply, text: str) -> list[dict[str, Any]]:
+        """A search model's url_citation annotations (only when the request asked to search)."""
+        if "web_search_options" not in body or not reply.search_query:
+            return []
+        return [{"type": "url_citation", "url_citation": {"start_index": 0, "end_index": len(text), "url": url, "title": title}}
+                for url, title in reply.sources]
 
     def _default_reply(self, body: dict[str, Any]) -> FakeReply:
         last = ""
@@ -413,7 +453,11 @@ class OpenAIFake(FakeServer):
             if f == "openai":
                 c["service_tier"] = "default"
                 c["system_fingerprint"] = "fp_fake"
-            if f != "openrouter" or with_usage is not None:
+            if f == "groq":
+                if with_usage is not None:  # Groq: streamed usage rides in x_groq on the last chunk
+                    c["x_groq"] = {"id": f"req_{rid}", "usage": {**with_usage, "queue_time": 0.01, "prompt_time": 0.002,
+                                                                 "completion_time": 0.04, "total_time": 0.052}}
+            elif f not in ("openrouter", "mistral") or with_usage is not None:
                 c["usage"] = with_usage
             if delta is None:
                 c["choices"] = []
@@ -427,6 +471,10 @@ class OpenAIFake(FakeServer):
         def text_delta(piece: str | None, reasoning: str | None = None) -> dict[str, Any]:
             if f == "deepseek":
                 return {"content": piece, "reasoning_content": reasoning}
+            if f == "mistral" and reply.reasoning:  # magistral streams lists of parts
+                if reasoning is not None:
+                    return {"content": [{"type": "thinking", "thinking": [{"type": "text", "text": reasoning}]}]}
+                return {"content": [{"type": "text", "text": piece}]}
             if reasoning is not None:
                 return {"reasoning_content" if f == "xai" else "reasoning": reasoning}
             return {"content": piece}
@@ -445,12 +493,17 @@ class OpenAIFake(FakeServer):
                 chunks.append(chunk(text_delta(None, piece)))
         for piece in _pieces(text):
             chunks.append(chunk(text_delta(piece)))
+        if reply.raw_content is not None:
+            chunks.append(chunk({"content": reply.raw_content}))
+        annotations = self._annotations(body, reply, text) if f == "openai" else []
+        if annotations:
+            chunks.append(chunk({"annotations": annotations}))
         for i, call in enumerate(reply.tool_calls):
             chunks.append(chunk({"tool_calls": [{"index": i, "id": call.id, "type": "function",
                                                  "function": {"name": call.name, "arguments": ""}}]}))
             for piece in _pieces(json.dumps(call.arguments), 3):
                 chunks.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
-        on_finish = f in ("deepseek", "together")
+        on_finish = f in ("deepseek", "together", "mistral", "groq")
         last_delta: dict[str, Any] = {"content": "", "reasoning_content": None} if f == "deepseek" else {}
         chunks.append(chunk(last_delta, finish, usage if on_finish else None))
         if usage is not None and not on_finish:
@@ -579,13 +632,3 @@ def _prompt_text(body: dict[str, Any]) -> str:
     if body.get("tools"):
         texts.append(json.dumps(body["tools"]))
     return " ".join(t for t in texts if t)
-
-
-def _pieces(text: str, n: int | None = None) -> list[str]:
-    """Cut text into stream pieces: `n` roughly equal ones, or about one word each."""
-    if not text:
-        return []
-    if n is not None:
-        size = max(1, -(-len(text) // n))
-        return [text[i:i + size] for i in range(0, len(text), size)]
-    return re.findall(r"\S*\s*", text)[:-1] or [text]

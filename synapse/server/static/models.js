@@ -8,7 +8,8 @@
 
   // --- status ------------------------------------------------------------------------
 
-  function statusWords(st) {
+  function statusWords(st, data) {
+    if (st.state === "ok" && data && data.on_demand) return "Ready · " + st.models + " loaded";
     if (st.state === "ok") return "Connected · " + st.models + (st.models === 1 ? " model" : " models");
     if (st.state === "checking") return "Checking…";
     if (st.state === "error") return st.reason || "Failed";
@@ -28,17 +29,19 @@
     card.el.dataset.state = st.state;
     const dot = $(".dot", card.el);
     dot.dataset.state = st.state;
-    dot.setAttribute("aria-label", statusWords(st));
+    dot.setAttribute("aria-label", statusWords(st, data));
     const text = $(".status-text", card.el);
     text.dataset.state = st.state;
-    text.textContent = statusWords(st);
+    text.textContent = statusWords(st, data);
     const detail = $(".status-detail", card.el);
     detail.dataset.state = st.state;
     let words = "";
     if (st.state === "error") words = st.detail && st.detail !== st.reason ? st.detail : "";
     else if (st.state === "not_configured") words = st.detail || (data.on_demand ? "Runs models in this process with transformers; press Check to look for them." : "");
     else if (st.state === "checking") words = "Asking " + data.label + "…";
-    else if (st.state === "ok") words = (data.env.length ? "Key from " + data.env.join(", ") + ". " : "") + checkedAt(st.checked_at);
+    else if (st.state === "ok") words = (data.env.length ? "Key from " + data.env.join(", ") + ". " : "") + (st.detail ? st.detail + ". " : "") + checkedAt(st.checked_at);
+    const loads = (data.loading || []).map((l) => l.detail);
+    if (loads.length) words = loads.join(" · ") + (words ? " — " + words : "");
     detail.textContent = words;
     const check = $(".btn-check", card.el);
     if (check) check.disabled = st.state === "checking" || !(data.configured || data.on_demand);
@@ -328,7 +331,8 @@
       for (const p of res.providers) update(p);
     }
     await refreshModels();
-    const pending = res.pending || res.providers.some((p) => p.status.state === "checking");
+    const loadingModel = (p) => (p.loading || []).some((l) => l.stage !== "ready" && l.stage !== "failed");
+    const pending = res.pending || res.providers.some((p) => p.status.state === "checking" || loadingModel(p));
     if (pending) schedule(350);
   }
 
