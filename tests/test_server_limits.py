@@ -200,3 +200,20 @@ async def test_what_the_app_sent_after_a_failed_read_is_replaced_by_the_413() ->
                            headers={"cookie": cookie, "x-csrf-token": first.json()["csrf_token"]})
     assert r.status == 413 and r.json()["detail"].startswith("the request body is too large")
     assert len([1 for k, _ in r.header_list if k == "content-type"]) == 1
+
+
+def test_a_chat_turn_may_carry_images_but_only_with_a_key(tmp_path: Path, synapse_env: Path) -> None:
+    """/api/v1 takes 32 MiB (images); off loopback a program without a valid key is refused
+    from the head, before any of that body is read."""
+    assert BodyLimit(Recorder(), BODY_LIMITS).limit_for("/api/v1/chat") == 32 * MiB
+    srv = ServerThread(create_app("0.0.0.0", users=UserStore(tmp_path / "users.json"), trusted_proxies="")).start()
+    try:
+        for auth in ("", "Authorization: Bearer not-a-key\r\n"):
+            head = (f"POST /api/v1/chat HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n{auth}"
+                    f"Content-Type: application/json\r\nContent-Length: {20 * MiB}\r\n\r\n").encode()
+            reply, s = raw(srv.port, head)
+            s.close()
+            status, _, body = parse(reply)
+            assert status == 401 and "API key" in body["detail"], body
+    finally:
+        srv.stop()

@@ -41,8 +41,9 @@ __all__ = ["BODY_LIMITS", "create_app", "error"]
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 #: Request body limits by path prefix (the longest match wins). A login is a few dozen bytes
-#: and is reachable before one; the pages send no bodies.
-BODY_LIMITS: dict[str, int] = {"/api/": 1 * MiB, "/api/login": 4 * KiB, "/": 64 * KiB}
+#: and is reachable before one; a chat turn may carry images (the Chat page takes 10 MB
+#: each, 13.4 MB as base64); the pages send no other bodies.
+BODY_LIMITS: dict[str, int] = {"/api/": 1 * MiB, "/api/login": 4 * KiB, "/api/v1/": 32 * MiB, "/": 64 * KiB}
 
 
 def error(status: int, message: str, headers: Mapping[str, str] | None = None, /, **extra: Any) -> JSONResponse:

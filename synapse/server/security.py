@@ -26,9 +26,10 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from ..agents.access import API_PREFIX, is_api_client
+from ..agents.access import API_PREFIX, is_api_client, require_access
 from .auth import CSRF_HEADER, SESSION_COOKIE, Session, SessionStore, is_loopback
 from .proxies import TrustedProxies
 
@@ -83,9 +84,15 @@ class Security:
         login_required = self.login_required or fwd.proxied
         state = scope.setdefault("state", {})
         state.update(session=session, client=fwd.client, login_required=login_required)
-        program = path.startswith(API_PREFIX) and is_api_client(Request(scope))
+        request = Request(scope) if path.startswith(API_PREFIX) else None
+        program = request is not None and is_api_client(request)
         finish = _Finisher(scope, send, session, fresh and not program)
         if program:
+            try:  # the key is checked before the body (up to BODY_LIMITS["/api/v1/"]) is read
+                require_access(request)  # type: ignore[arg-type]
+            except HTTPException as exc:
+                await _json(finish, exc.status_code, str(exc.detail))
+                return
             await self.app(scope, receive, finish)
             return
 
