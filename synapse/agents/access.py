@@ -60,17 +60,23 @@ def is_api_client(request: Request) -> bool:
     return True
 
 
+def _login_required(request: Request) -> bool:
+    """For this request: off loopback, or (on loopback) when a trusted proxy forwarded it."""
+    per_request = getattr(request.state, "login_required", None)
+    return bool(request.app.state.login_required if per_request is None else per_request)
+
+
 def require_access(request: Request) -> None:
     """FastAPI dependency of every /api/v1 route."""
     key = _bearer(request)
     if key is not None:
         if _check_key(key):
             return
-        if not _keys_configured() and not request.app.state.login_required:
+        if not _keys_configured() and not _login_required(request):
             return  # loopback with no keys at all: open, a stray key changes nothing
         raise HTTPException(401, "that API key is not valid: create one in Synapse and send it as Authorization: Bearer <key>")
     if not is_api_client(request):
         return  # the pages: the middleware has checked the login and the CSRF token
-    if not request.app.state.login_required and not _keys_configured():
+    if not _login_required(request) and not _keys_configured():
         return
     raise HTTPException(401, "this API needs an API key: send Authorization: Bearer <key>")

@@ -5,7 +5,7 @@
                                  answer that ever holds the key itself
     DELETE /api/keys/{name}      revoke it
 
-Bad input answers 400 {"error": "...", "field": "..."}.
+Bad input answers 400 {"detail": "...", "field": "..."}, the one error shape of /api.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ router = APIRouter(prefix="/api/keys", tags=["keys"])
 
 
 def _error(status: int, message: str, field: str = "") -> JSONResponse:
-    return JSONResponse({"error": message, **({"field": field} if field else {})}, status_code=status)
+    from ..server.app import error
+
+    return error(status, message, **({"field": field} if field else {}))
 
 
 def _number(data: dict[str, Any], name: str) -> float | None:

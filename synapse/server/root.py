@@ -83,4 +83,6 @@ def create_root(host: str = "127.0.0.1", *, on_ready: Callable[[], None] | None 
 
 def from_env() -> Root:
     """The app of one `--workers` process (uvicorn imports it by name in each process)."""
-    return create_root(os.environ.get(HOST_ENV, "127.0.0.1"))
+    from .proxies import from_settings
+
+    return create_root(os.environ.get(HOST_ENV, "127.0.0.1"), trusted_proxies=from_settings())

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -38,6 +39,7 @@ __all__ = [
     "csv_rows",
     "csv_text",
     "ledger_overview",
+    "money",
     "parse_when",
     "recent_calls",
     "report",
@@ -106,11 +108,28 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def money(value: float) -> str:
+    """`$1,234.50` from $100, `$0.0123` down to a cent, two significant digits below (`$0.000042`).
+
+    A single call often costs a fraction of a cent: four fixed decimals showed it as `$0.0000`.
+    """
+    if value < 0:
+        return "-" + money(-value)
+    if value == 0:
+        return "$0.00"
+    if value >= 100:
+        return f"${value:,.2f}"
+    if value >= 0.01:
+        return f"${value:.4f}"
+    digits = min(12, 1 - math.floor(math.log10(value)))
+    return "$" + f"{value:.{digits}f}".rstrip("0").rstrip(".")
+
+
 def cost_label(cost: float | None, unpriced: int = 0) -> str:
     """`$0.0123`, `price unknown`, or `$0.0123 + price unknown for 2 calls`."""
     if cost is None:
         return "price unknown"
-    text = f"${cost:.4f}" if cost < 100 else f"${cost:,.2f}"
+    text = money(cost)
     if unpriced:
         text += f" + price unknown for {unpriced} call{'s' if unpriced != 1 else ''}"
     return text
@@ -174,7 +193,7 @@ def _finish(row: Mapping[Any, Any]) -> dict[str, Any]:
         "cost_usd": cost,
         "savings_usd": savings,
         "unpriced_calls": unpriced,
-        "cost_label": cost_label(cost, unpriced) if calls else "$0.0000",
+        "cost_label": cost_label(cost, unpriced) if calls else money(0),
         "cache_hit_rate": round(read / prompt, 6) if prompt else None,
         "response_cache_hits": hits,
         "response_cache_hit_rate": round(hits / calls, 6) if calls else None,

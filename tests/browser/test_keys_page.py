@@ -58,7 +58,7 @@ def test_make_use_and_revoke_a_key(world: dict[str, Any], page: Any, screenshots
     key = page.input_value("#secret-value")
     assert key.startswith("sk-syn-") and len(key) > 40
     page.click("#copy")
-    page.wait_for_function("document.querySelector('#copy-msg').textContent.length > 0")
+    page.wait_for_function("() => document.querySelector('#copy-msg').textContent.length > 0")
     assert page.evaluate("navigator.clipboard.readText()") == key
     row = page.locator('tr[data-name="laptop"]')
     assert row.locator('[data-col="prefix"]').inner_text() == key[:12] + "…"
