@@ -96,6 +96,9 @@ class CallContext:
     spent_usd: float = 0.0
     #: The name of the gateway API key the calls came with (a usage-ledger column).
     key: str | None = None
+    #: Another context that is charged too (an agent turn's calls also count against the
+    #: API key's own context, which the key's budget check reads).
+    parent: "CallContext | None" = field(default=None, repr=False)
 
 
 @dataclass(slots=True)

@@ -36,6 +36,7 @@ __all__ = [
     "KeyCommandError",
     "KeyInfo",
     "KeyRejected",
+    "any_keys",
     "authenticate",
     "check",
     "create",
@@ -245,6 +246,14 @@ def authenticate(headers: Mapping[str, str], settings: Mapping[str, Any] | None 
         return check(headers, settings)
     except KeyRejected:
         return None
+
+
+def any_keys(settings: Mapping[str, Any] | None = None) -> bool:
+    """Whether the key table holds a key that could still be used (not revoked)."""
+    table = _table(settings)
+    if not table.fresh(time.monotonic()):
+        table.load()
+    return any(info.revoked is None for info in table.by_hash.values())
 
 
 # --- managing keys --------------------------------------------------------------------------------

@@ -259,8 +259,11 @@ class Ledger:
             backlog = self._backlogs[url] = Backlog(url, spill_path(url, rec.settings))
         backlog.add(self._seq, row)
         self._seq += 1
-        if rec.context is not None and row["cost_usd"]:
-            rec.context.spent_usd += row["cost_usd"]  # spend happened, whenever the row lands
+        if row["cost_usd"]:
+            ctx = rec.context
+            while ctx is not None:  # spend happened, whenever the row lands; parents pay too
+                ctx.spent_usd += row["cost_usd"]
+                ctx = ctx.parent
 
     def _write_due(self, final: bool = False) -> None:
         now = time.monotonic()

@@ -47,7 +47,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .base import FakeReply, FakeServer, estimate_tokens
+from .base import FakeReply, FakeServer, estimate_tokens, pace
 
 __all__ = ["ALIASES", "MODELS", "AnthropicFake", "AnthropicReply"]
 
@@ -804,8 +804,7 @@ class AnthropicFake(FakeServer):
                 emsg = getattr(reply, "error_message", "Overloaded")
                 await resp.write(self.frame("error", {"type": "error", "error": {"type": etype, "message": emsg}}, 0))
                 break
-            if reply.event_delay:
-                await asyncio.sleep(reply.event_delay)
+            await pace(self, reply, data.get("delta", {}).get("type") == "text_delta")
             await resp.write(self.frame(name, data, n))
         await resp.write_eof()
         return resp

@@ -77,6 +77,19 @@ class FakeReply:
     raw_content: Any = None
     #: Streaming only: seconds to wait after each event (a slow model).
     event_delay: float = 0.0
+    #: Streaming only: a `threading.Semaphore(1)` the test releases once for each text event
+    #: it has received; the fake sends the next text event only then. A client that holds
+    #: events back never releases it: the fake's wait runs out (`step_timeouts`).
+    step: Any = None
+
+
+async def pace(fake: "FakeServer", reply: FakeReply, text_event: bool) -> None:
+    """Before a streamed event: the reply's delay, and for a stepped reply's text events the
+    test's go-ahead (see `FakeReply.step`)."""
+    if reply.event_delay:
+        await asyncio.sleep(reply.event_delay)
+    if text_event and reply.step is not None and not await asyncio.to_thread(reply.step.acquire, True, 5.0):
+        fake.step_timeouts += 1
 
 
 @dataclass
@@ -111,6 +124,8 @@ class FakeServer:
         self.requests: list[RecordedRequest] = []
         #: How many requests ended because the client went away mid-answer.
         self.aborted = 0
+        #: How many times a stepped reply (`FakeReply.step`) waited in vain for the client.
+        self.step_timeouts = 0
         self._faults: deque[Fault] = deque()
         self._replies: deque[FakeReply] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -173,6 +188,7 @@ class FakeServer:
 
     def reset(self) -> None:
         self.aborted = 0
+        self.step_timeouts = 0
         self.requests.clear()
         self._faults.clear()
         self._replies.clear()
