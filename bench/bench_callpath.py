@@ -51,7 +51,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def run(label: str, call, n: int, concurrency: int) -> None:
+async def measure(call, n: int, concurrency: int) -> tuple[float, float, float]:
+    """`n` calls, `concurrency` at a time: (calls/s, p50 ms, p99 ms)."""
     latencies: list[float] = []
     sem = asyncio.Semaphore(concurrency)
 
@@ -61,26 +62,36 @@ async def run(label: str, call, n: int, concurrency: int) -> None:
             await call()
             latencies.append(time.perf_counter() - t0)
 
-    for _ in range(50):  # warm up the pool
-        await call()
     t0 = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(n)))
     wall = time.perf_counter() - t0
-    print(f"{label:<34} c={concurrency:<3} {n / wall:>8.0f} req/s   p50 {statistics.median(latencies) * 1000:6.2f} ms"
-          f"   p99 {sorted(latencies)[int(len(latencies) * 0.99) - 1] * 1000:6.2f} ms")
+    latencies.sort()
+    return n / wall, statistics.median(latencies) * 1000, latencies[int(len(latencies) * 0.99) - 1] * 1000
 
 
-async def main() -> None:
+async def run(label: str, call, n: int, concurrency: int) -> None:
+    for _ in range(50):  # warm up the pool
+        await call()
+    rate, p50, p99 = await measure(call, n, concurrency)
+    print(f"{label:<34} c={concurrency:<3} {rate:>8.0f} req/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
+
+
+async def start_upstream() -> tuple[multiprocessing.Process, str]:
+    """The upstream in its own process, once it accepts connections: (process, base URL)."""
     port = free_port()
     proc = multiprocessing.Process(target=upstream, args=(port,), daemon=True)
     proc.start()
-    base = f"http://127.0.0.1:{port}/v1"
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), 0.1).close()
             break
         except OSError:
             await asyncio.sleep(0.05)
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+async def main() -> None:
+    proc, base = await start_upstream()
 
     os.environ["SYNAPSE_DATA_DIR"] = tempfile.mkdtemp()
     from synapse import achat, settings

@@ -61,16 +61,18 @@ __all__ = [
     "Usage",
     "__version__",
     "achat",
+    "aclose",
     "aembed",
     "astream",
     "chat",
+    "closing",
     "embed",
     "server_tool",
     "stream",
 ]
 
 _LAZY = {
-    "achat": "client", "aembed": "client", "astream": "client",
+    "achat": "client", "aembed": "client", "astream": "client", "aclose": "client", "closing": "client",
     "chat": "client", "embed": "client", "stream": "client", "CallContext": "client",
     "SYNAPSE_VOLATILE": "caching",
     "Agent": "agents.agent",
@@ -81,7 +83,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from .agents.agent import Agent
     from .caching import SYNAPSE_VOLATILE
-    from .client import CallContext, achat, aembed, astream, chat, embed, stream
+    from .client import CallContext, achat, aclose, aembed, astream, chat, closing, embed, stream
     from .coerce import server_tool
     from .types import Message, Response, Tool, ToolCall, Usage
 

@@ -22,6 +22,11 @@ def _get_loop() -> asyncio.AbstractEventLoop:
     global _loop
     with _lock:
         if _loop is None or _loop.is_closed():
+            # The usage ledger starts on the loop's thread, where no signal handler can be
+            # installed: install its SIGTERM flush from the caller's (main) thread instead.
+            from .usage.ledger import install_sigterm_handler
+
+            install_sigterm_handler()
             loop = asyncio.new_event_loop()
             thread = threading.Thread(target=loop.run_forever, name="synapse-loop", daemon=True)
             thread.start()
@@ -31,6 +36,8 @@ def _get_loop() -> asyncio.AbstractEventLoop:
 
 
 def _shutdown(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    """At exit: close the pooled connections, stop the loop, and close it (its self-pipe
+    would otherwise be reported as an unclosed socket and event loop)."""
     from .providers.transport import close_session
 
     if loop.is_closed():
@@ -41,6 +48,8 @@ def _shutdown(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None
         pass
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout=5)
+    if not thread.is_alive():
+        loop.close()
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

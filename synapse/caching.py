@@ -79,6 +79,7 @@ __all__ = [
     "ResponseCache",
     "cache_mode",
     "min_cache_tokens",
+    "plan_anthropic_body",
     "plan_prompt_cache",
     "response_cache",
     "split_volatile",
@@ -119,6 +120,7 @@ SEMANTIC_THRESHOLD = 0.95
 DEFAULT_TTL = 3600.0
 
 _PLANNED_PROTOCOLS = frozenset({"anthropic", "bedrock"})
+_EPHEMERAL: dict[str, str] = {"type": "ephemeral"}
 
 
 # --- prompt cache planner ------------------------------------------------------------
@@ -230,44 +232,147 @@ def plan_prompt_cache(req: Request, protocol: str, breakpoints: bool = True) -> 
     min_chars = min_cache_tokens(req.model) * CHARS_PER_TOKEN
 
     # Candidates in priority order: (kind, index, prefix chars).
+    # (already marked ones are left out: they are counted in `explicit`).
     candidates: list[tuple[str, int, int]] = []
-    if stable:
+    if stable and not req.system[stable - 1].cache:
         candidates.append(("system", stable - 1, system_chars[stable - 1]))
-    if newest is not None:
-        candidates.append(("message", newest, message_chars[newest]))
-    if previous is not None:
-        candidates.append(("message", previous, message_chars[previous]))
-    if req.tools and tools_ok:
+    for index in (newest, previous):
+        if index is not None and not req.messages[index].content[-1].cache:
+            candidates.append(("message", index, message_chars[index]))
+    if req.tools and tools_ok and not req.tools[-1].cache:
         candidates.append(("tool", len(req.tools) - 1, tools_chars))
 
-    for kind, index, chars in candidates:
-        if budget <= 0:
-            break
-        if chars < min_chars:
-            continue
+    for kind, index in _pick(candidates, budget, min_chars):
         if kind == "system":
-            part = req.system[index]
-            if part.cache:
-                continue
             req.system = list(req.system)
-            req.system[index] = dataclasses.replace(part, cache=True)
+            req.system[index] = dataclasses.replace(req.system[index], cache=True)
         elif kind == "tool":
-            tool = req.tools[index]
-            if tool.cache:
-                continue
             req.tools = list(req.tools)
-            req.tools[index] = dataclasses.replace(tool, cache=True)
+            req.tools[index] = dataclasses.replace(req.tools[index], cache=True)
         else:
             msg = req.messages[index]
             last = msg.content[-1]
-            if last.cache:
-                continue
             content = list(msg.content)
             content[-1] = dataclasses.replace(last, cache=True)
             req.messages = list(req.messages)
             req.messages[index] = Message(msg.role, content)
-        budget -= 1
     return req
+
+
+def _pick(candidates: list[tuple[str, int, int]], budget: int, min_chars: int) -> list[tuple[str, int]]:
+    """The candidates (kind, index, prefix chars), in priority order, that get a breakpoint:
+    at most `budget`, none shorter than `min_chars`. Shared by both planners."""
+    out: list[tuple[str, int]] = []
+    for kind, index, chars in candidates:
+        if len(out) >= budget:
+            break
+        if chars >= min_chars:
+            out.append((kind, index))
+    return out
+
+
+# --- the same plan on an Anthropic wire body (the gateway's same-protocol relay) ----------
+
+
+def _wire_chars(block: Any) -> int:
+    if isinstance(block, str):
+        return len(block)
+    if not isinstance(block, dict):
+        return 0
+    kind = block.get("type")
+    if kind == "text":
+        return len(str(block.get("text") or ""))
+    if kind == "image":
+        return IMAGE_TOKENS * CHARS_PER_TOKEN
+    return len(orjson.dumps(block, default=str))
+
+
+def _has_mark(block: Any) -> bool:
+    return isinstance(block, dict) and "cache_control" in block
+
+
+def _as_blocks(content: Any) -> list[Any]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    return list(content) if isinstance(content, list) else []
+
+
+def plan_anthropic_body(body: dict[str, Any], breakpoints: bool = True) -> None:
+    """`plan_prompt_cache` for a Messages API body the gateway relays as is (in place).
+
+    The system prompt is split at `SYNAPSE_VOLATILE` (the marker is never sent). A body
+    with a top-level `cache_control` (Anthropic's automatic caching) is left to it;
+    breakpoints the caller put on blocks are kept and counted first; the rest go where
+    the canonical planner puts them: end of the stable system prompt, the newest and the
+    previous user turn, the last tool. Blocks are copied, never changed in place.
+    """
+    system: Any = body.get("system")
+    stable_end: int | None = None
+    if isinstance(system, str) and SYNAPSE_VOLATILE in system:
+        system = _as_blocks(system)
+    if isinstance(system, list):
+        parts = [TextPart(str(b.get("text") or ""), cache=_has_mark(b)) if isinstance(b, dict) else TextPart("")
+                 for b in system]
+        if any(SYNAPSE_VOLATILE in p.text for p in parts):
+            split, stable = split_volatile(parts)
+            system = [{"type": "text", "text": p.text, **({"cache_control": _EPHEMERAL} if p.cache else {})}
+                      for p in split]
+            body["system"] = system
+            stable_end = stable - 1 if stable else None
+        else:
+            stable_end = len(system) - 1 if system else None
+    elif isinstance(system, str) and system:
+        stable_end = 0
+    if not breakpoints or "cache_control" in body:
+        return
+    tools: list[Any] = body["tools"] if isinstance(body.get("tools"), list) else []
+    messages: list[Any] = body["messages"] if isinstance(body.get("messages"), list) else []
+    explicit = sum(1 for t in tools if _has_mark(t))
+    total = tools_chars = sum(_wire_chars(t) for t in tools)
+    system_chars: list[int] = []
+    for b in (system if isinstance(system, list) else [system] if system else []):
+        explicit += _has_mark(b)
+        total += _wire_chars(b.get("text") if isinstance(b, dict) else b)
+        system_chars.append(total)
+    newest: int | None = None
+    previous: int | None = None
+    message_chars: dict[int, int] = {}
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            continue
+        for b in _as_blocks(m.get("content")):
+            explicit += _has_mark(b)
+            total += _wire_chars(b)
+        message_chars[i] = total
+        if m.get("role") == "user" and m.get("content"):
+            newest, previous = i, newest
+    budget = MAX_BREAKPOINTS - explicit
+    if budget <= 0:
+        return
+    candidates: list[tuple[str, int, int]] = []
+    if stable_end is not None and not _has_mark(_as_blocks(body["system"])[stable_end]):
+        candidates.append(("system", stable_end, system_chars[stable_end]))
+    for index in (newest, previous):
+        if index is None:
+            continue
+        last = _as_blocks(messages[index]["content"])[-1:]
+        if last and isinstance(last[0], dict) and not _has_mark(last[0]):
+            candidates.append(("message", index, message_chars[index]))
+    if tools and isinstance(tools[-1], dict) and not _has_mark(tools[-1]):
+        candidates.append(("tool", len(tools) - 1, tools_chars))
+    for kind, index in _pick(candidates, budget, min_cache_tokens(str(body["model"])) * CHARS_PER_TOKEN):
+        if kind == "system":
+            blocks = _as_blocks(body["system"])
+            blocks[index] = {**blocks[index], "cache_control": _EPHEMERAL}
+            body["system"] = blocks
+        elif kind == "tool":
+            body["tools"] = tools[:index] + [{**tools[index], "cache_control": _EPHEMERAL}]
+        else:
+            msg = messages[index]
+            blocks = _as_blocks(msg["content"])
+            blocks[-1] = {**blocks[-1], "cache_control": _EPHEMERAL}
+            messages = body["messages"] = list(messages)
+            messages[index] = {**msg, "content": blocks}
 
 
 # --- response cache --------------------------------------------------------------------
@@ -286,9 +391,9 @@ def cache_mode(value: Any) -> str | None:
         return "exact"
     if text == "semantic":
         return "semantic"
-    from .errors import SynapseError
+    from .errors import BadRequestError
 
-    raise SynapseError(f"cache must be 'exact', 'semantic' or off, not {value!r}")
+    raise BadRequestError(f"cache must be 'exact', 'semantic' or off, not {value!r}")
 
 
 def _canon_part(p: Any) -> Any:

@@ -498,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .agents.cli import register as register_agents
     from .memory.cli import register as register_memory
+    from .gateway.cli import register as register_keys
     from .server.cli_user import register as register_user
     from .usage.cli import register as register_usage
 
@@ -506,10 +507,13 @@ def build_parser() -> argparse.ArgumentParser:
     register_agents(sub)
     register_memory(sub)
 
-    p = sub.add_parser("serve", help="start the web app (Settings → Models, Usage)")
+    register_keys(sub)
+
+    p = sub.add_parser("serve", help="start the web app (Chat, Agents, Settings) and the /v1 gateway")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; another "
                    "address needs a login from `synapse user set`)")
     p.add_argument("--port", type=_port, default=None, help="port (default: SYNAPSE_PORT, else 8000)")
+    p.add_argument("--workers", type=int_range(1, 64), default=1, help="processes serving the one port (default 1)")
     p.set_defaults(func=_serve)
     return parser
 

@@ -10,13 +10,21 @@
       -> call it
       -> record it in the usage ledger (a queue put) and tell observers
 
+`arelay` is the same path for a request already in a provider's wire shape (the
+gateway's same-protocol fast path): routed, checked, planned, retried and recorded the
+same way, with the bytes passed through instead of decoded and re-encoded.
+
 `chat`, `stream` and `embed` are the same calls for synchronous code: they run on one
 long-lived background event loop, so connections stay pooled between calls.
+
+Connections are pooled per event loop and closed when that loop closes (`asyncio.run`
+closes its loop at the end); `aclose()` / `async with closing():` close them earlier.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +33,17 @@ from typing import Any
 from . import settings as settings_mod
 from .caching import cache_mode, plan_prompt_cache
 from .embed_mode import EmbedMode, check_mode, prefixed
-from .errors import ConnectionFailedError, NotFoundError, ProviderError, SynapseError, UnknownModelError
+from .errors import (
+    ConnectionFailedError,
+    NotFoundError,
+    ProviderError,
+    SynapseError,
+    UnknownModelError,
+    UpstreamUnavailableError,
+)
 from .providers import adapter_for
 from .providers.routing import KNOWN_PREFIXES, Route, default_embedding_model, resolve
-from .coerce import MessagesInput, SystemInput, ToolsInput, build_request, coerce_messages, coerce_tools
+from .coerce import MessagesInput, SystemInput, ToolsInput, bad_argument, build_request, coerce_messages, coerce_tools
 from .types import (
     ReasoningDelta,
     Request,
@@ -44,16 +59,21 @@ from .usage import ledger as _ledger
 __all__ = [
     "CallContext",
     "CallRecord",
+    "RelayReply",
     "achat",
+    "aclose",
     "add_observer",
     "aembed",
+    "arelay",
     "astream",
     "build_request",
     "chat",
+    "closing",
     "coerce_messages",
     "coerce_tools",
     "embed",
     "remove_observer",
+    "resolve_model",
     "stream",
 ]
 
@@ -78,6 +98,11 @@ class CallContext:
     #: The usage ledger's `kind` for chat calls made with this context, e.g. "memory" for
     #: memory extraction; None: "chat". Embedding calls stay "embed".
     kind: str | None = None
+    #: The name of the gateway API key the calls came with (a usage-ledger column).
+    key: str | None = None
+    #: Another context that is charged too (an agent turn's calls also count against the
+    #: API key's own context, which the key's budget check reads).
+    parent: "CallContext | None" = field(default=None, repr=False)
 
 
 @dataclass(slots=True)
@@ -224,6 +249,9 @@ async def _prepare(
     if limit is not None:
         from .usage.limits import check_cost_limit
 
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)):
+            raise bad_argument("max_total_cost_usd", "a number of USD or None", limit)
+
         await asyncio.to_thread(check_cost_limit, float(limit), context, cfg, route.spec.id, route.upstream_model, req)
     req = plan_prompt_cache(req, route.spec.protocol, _flag(cfg.get("prompt_cache_enabled", True)))
     return req, None, slot
@@ -251,12 +279,41 @@ class _Call:
                            usage or Usage(), outcome, self.stream, self.context, self.kind,
                            response_cache_hit, self.cfg))
 
-    def failed(self, err: SynapseError) -> SynapseError:
+    def failed(self, err: SynapseError, usage: Usage | None = None) -> SynapseError:
         """Record the failure; the error to raise (a bare-name miss is explained)."""
-        self.record(err.kind)
+        self.record(err.kind, usage)
         if isinstance(err, ProviderError) and _is_bare_miss(self.route, err):
             return _bare_name_error(self.route, err, self.cfg)
         return err
+
+
+def _outcome(exc: BaseException) -> str:
+    """The ledger outcome of a call that ended in `exc`."""
+    if isinstance(exc, SynapseError):
+        return exc.kind
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)):
+        return "cancelled"  # wait_for timed out, the task was cancelled, or the caller stopped reading
+    return "error"
+
+
+def _usage_so_far(req: Request) -> Usage | None:
+    """What the provider had reported when a stream stopped early (see Request.usage_so_far)."""
+    if req.usage_so_far is None:
+        return None
+    try:
+        return req.usage_so_far()
+    except Exception:  # a half-read usage object must not hide the real error
+        return None
+
+
+def _check_call(model: Any, settings: Any, context: Any) -> None:
+    """The arguments every call takes, checked before anything is sent (BadRequestError)."""
+    if model is not None and not isinstance(model, str):
+        raise bad_argument("model", "a model name such as 'claude-sonnet-4-5' (a string) or None", model)
+    if settings is not None and not isinstance(settings, Mapping):
+        raise bad_argument("settings", "a settings mapping (synapse.settings.load()) or None", settings)
+    if context is not None and not isinstance(context, CallContext):
+        raise bad_argument("context", "a synapse.CallContext or None", context)
 
 
 def _begin(
@@ -268,6 +325,7 @@ def _begin(
     **request: Any,
 ) -> tuple[_Call, Any, Request]:
     """Settings, route, adapter and canonical request for one chat call."""
+    _check_call(model, settings, context)
     cfg = settings if settings is not None else settings_mod.load()
     route = _route(model, cfg)
     adapter = adapter_for(route.spec, cfg, route.protocol)
@@ -319,6 +377,9 @@ async def achat(
         response = await adapter.chat(req)
     except ProviderError as err:
         raise call.failed(err) from None
+    except BaseException as exc:  # cancelled (asyncio.wait_for, a closed page), or a bug
+        call.record(_outcome(exc))  # nothing came back, so no usage is known
+        raise
     response.model = route.model
     call.record(usage=response.usage, ttft=call.elapsed())
     if slot is not None:
@@ -381,15 +442,22 @@ async def astream(
             yield event
     except ProviderError as err:
         if ttft is None:
-            raise call.failed(err) from None
-        call.record(err.kind, ttft=ttft)
+            raise call.failed(err, _usage_so_far(req)) from None
+        call.record(err.kind, _usage_so_far(req), ttft=ttft)
         raise
-    except BaseException as exc:  # the caller stopped reading, or a bug
-        call.record(exc.kind if isinstance(exc, SynapseError) else "cancelled", ttft=ttft)
+    except BaseException as exc:
+        if done is None:  # the caller stopped reading (or was cancelled) before the end, or a bug
+            call.record(_outcome(exc), _usage_so_far(req), ttft=ttft)
+        else:  # the caller stopped at the final event: the call completed
+            _stream_done(call, done, ttft, slot)
         raise
+    _stream_done(call, done, ttft, slot)
+
+
+def _stream_done(call: _Call, done: Response | None, ttft: float | None, slot: _CacheSlot | None) -> None:
     call.record(usage=done.usage if done is not None else None, ttft=ttft)
     if slot is not None and done is not None:
-        slot.store(route.model, done)
+        slot.store(call.route.model, done)
 
 
 async def aembed(
@@ -407,9 +475,12 @@ async def aembed(
     is searched, in the form the model expects (prefixes, Gemini task types: see
     synapse/embed_mode.py); None embeds as before.
     """
+    _check_call(model, settings, context)
     mode = check_mode(mode)
+    items = _texts(texts)
+    if not items:
+        return []  # nothing to embed: no call, no row
     cfg = settings if settings is not None else settings_mod.load()
-    items = [texts] if isinstance(texts, str) else list(texts)
     name = (model or "").strip() or default_embedding_model(cfg)
     if not name or name == "local":
         from .embeddings_local import embed_local
@@ -419,11 +490,48 @@ async def aembed(
     adapter = adapter_for(route.spec, cfg)
     call = _Call(route, cfg, context, stream=False, kind="embed")
     try:
-        vectors = await adapter.embed(route.upstream_model, prefixed(route.upstream_model, items, mode), mode=mode)
+        result = await adapter.embed(route.upstream_model, prefixed(route.upstream_model, items, mode), mode=mode)
     except ProviderError as err:
         raise call.failed(err) from None
-    call.record()
-    return vectors
+    except BaseException as exc:
+        call.record(_outcome(exc))
+        raise
+    # no count from the provider: 0 tokens, and the ledger prices the call as unknown
+    call.record(usage=Usage(input_tokens=result.input_tokens or 0))
+    return result.vectors
+
+
+def _texts(texts: Any) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    if isinstance(texts, (list, tuple)) and all(isinstance(t, str) for t in texts):
+        return list(texts)
+    raise bad_argument("texts", "a string or a list of strings", texts)
+
+
+# --- connections -------------------------------------------------------------------
+
+
+async def aclose() -> None:
+    """Close the running event loop's pooled provider connections now.
+
+    Not needed with `asyncio.run`: a loop's connections close when the loop does. Use it
+    in code that keeps its loop (a server, a notebook) and wants the sockets back, or
+    before closing a loop that will not call `loop.close()`. The next call reconnects.
+    """
+    from .providers.transport import close_session
+
+    await close_session()
+
+
+@contextlib.asynccontextmanager
+async def closing() -> AsyncIterator[None]:
+    """`async with synapse.closing(): ...`: calls inside share pooled connections, which
+    are closed when the block ends (`aclose()`), even if it raises."""
+    try:
+        yield
+    finally:
+        await aclose()
 
 
 # --- synchronous forms ---------------------------------------------------------------
@@ -448,3 +556,119 @@ def embed(model: str | None, texts: str | Sequence[str], **kwargs: Any) -> list[
     from ._loop import run
 
     return run(aembed(model, texts, **kwargs))
+
+
+# --- same-protocol relay: the gateway's fast path -------------------------------------------
+
+
+def resolve_model(model: str | None, settings: Mapping[str, Any] | None = None) -> Route:
+    """Where a chat call for `model` would go (aliases applied), without making it."""
+    return _route(model, settings if settings is not None else settings_mod.load())
+
+
+@dataclass(slots=True)
+class RelayReply:
+    """A relayed reply as the provider sent it: a 2xx `body`, or `chunks` of a stream to pass on."""
+
+    status: int
+    content_type: str
+    body: bytes = b""
+    chunks: AsyncIterator[bytes] | None = None
+
+
+async def arelay(
+    protocol: str,
+    body: dict[str, Any],
+    *,
+    route: Route | None = None,
+    endpoint: str = "chat",
+    headers: Mapping[str, str] | None = None,
+    context: CallContext | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> RelayReply:
+    """Send a request already in `protocol`'s wire shape ("openai" or "anthropic") to a
+    provider that speaks it, with only the model field rewritten, on the same path as achat.
+
+    Routing (aliases), the provider check, prompt-cache planning (Anthropic bodies),
+    retries (transport) and the usage ledger happen as for `achat`; the reply's bytes are
+    not decoded and re-encoded: usage is read off them on the way (`providers/relay.py`).
+    `headers` are added to the provider's (the gateway forwards `anthropic-beta`).
+    A stream's chunks must be read to the end or closed (`aclose()`): closing early
+    cancels the upstream request and records the usage seen so far as "cancelled".
+    `endpoint="count_tokens"` (Anthropic) is relayed without a ledger row: it costs nothing.
+    """
+    from .providers import transport
+    from .providers.relay import AnthropicStreamReader, OpenAIStreamReader, StreamReader, body_usage
+
+    cfg = settings if settings is not None else settings_mod.load()
+    route = route if route is not None else _route(str(body.get("model") or ""), cfg)
+    if route.spec.protocol != protocol:
+        raise UnknownModelError(f"{route.model!r} is served by {route.spec.label}, which does not speak the {protocol} protocol")
+    adapter: Any = adapter_for(route.spec, cfg)
+    url, base_headers = adapter.relay_endpoint(endpoint)
+    send_headers = {**base_headers, **headers} if headers else base_headers
+    body["model"] = route.upstream_model
+    stream = bool(body.get("stream")) and endpoint == "chat"
+    reader: StreamReader | None = None
+    if protocol == "anthropic" and endpoint == "chat":
+        from .caching import plan_anthropic_body
+
+        plan_anthropic_body(body, _flag(cfg.get("prompt_cache_enabled", True)))
+        reader = AnthropicStreamReader() if stream else None
+    elif stream:
+        options = body.get("stream_options")
+        asked = isinstance(options, dict) and bool(options.get("include_usage"))
+        if not asked and adapter.stream_usage:
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        reader = OpenAIStreamReader(hide_usage=not asked)
+    data = transport.dumps(body)
+    call = _Call(route, cfg, context, stream)
+    if endpoint != "chat":
+        result = await transport.request(adapter, "POST", url, headers=send_headers, body=data)
+        return RelayReply(result.status, "application/json", result.body)
+    try:
+        if reader is None:
+            result = await transport.request(adapter, "POST", url, headers=send_headers, body=data)
+        else:
+            resp = await transport.open_stream(adapter, "POST", url, headers=send_headers, body=data)
+    except ProviderError as err:
+        raise call.failed(err) from None
+    if reader is None:
+        call.record(usage=body_usage(protocol, result.body), ttft=call.elapsed())
+        return RelayReply(result.status, "application/json", result.body)
+    return RelayReply(resp.status, "text/event-stream; charset=utf-8", chunks=_relay_chunks(resp, reader, call, adapter))
+
+
+async def _relay_chunks(resp: Any, reader: Any, call: _Call, adapter: Any) -> AsyncIterator[bytes]:
+    """The relayed stream's bytes; exactly one ledger record however it ends."""
+    from .providers.transport import iter_chunks
+
+    ttft: float | None = None
+    try:
+        async for chunk in iter_chunks(resp, adapter):
+            if ttft is None:
+                ttft = call.elapsed()
+            out = reader.feed(chunk)
+            if out:
+                yield out
+        rest = reader.close()
+        if rest:
+            yield rest
+    except ProviderError as err:  # the connection broke mid-stream
+        resp.close()
+        call.record(err.kind, usage=reader.usage(), ttft=ttft)
+        raise
+    except BaseException:  # the caller stopped reading (client gone): cancel the upstream request
+        resp.close()
+        call.record("cancelled", usage=reader.usage(), ttft=ttft)
+        raise
+    resp.release()
+    if reader.error is not None:
+        call.record(adapter.relay_error(reader.error).kind, usage=reader.usage(), ttft=ttft)
+    elif not reader.done:
+        call.record("unavailable", usage=reader.usage(), ttft=ttft)
+        raise UpstreamUnavailableError(
+            f"{adapter.spec.label} closed the stream before it ended; try again (mid-stream)", provider=adapter.spec.id
+        )
+    else:
+        call.record(usage=reader.usage(), ttft=ttft)

@@ -169,6 +169,8 @@ class Settings(Mapping[str, Any]):
 
 
 _cache: dict[Path, tuple[tuple[int, int], Settings]] = {}
+#: For `load(max_age=...)`: the data folder (as given) -> when it was last checked, and what it held.
+_recent: dict[Any, tuple[float, Settings]] = {}
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -197,8 +199,25 @@ def _read_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def load(path: Path | None = None) -> Settings:
-    """The current settings. Re-reads the file only when it changed (one stat per call)."""
+def load(path: Path | None = None, *, max_age: float = 0.0) -> Settings:
+    """The current settings. Re-reads the file only when it changed (one stat per call).
+
+    `max_age` > 0 skips even the stat when the file was checked less than that many
+    seconds ago: for request paths (the /v1 gateway) where a stat per request is the
+    largest single cost. A save through `update()` is seen at once either way; a hand
+    edit or another process's save within `max_age`.
+    """
+    if max_age > 0:
+        import time
+
+        now = time.monotonic()
+        folder = os.environ.get("SYNAPSE_DATA_DIR") if path is None else path
+        recent = _recent.get(folder)
+        if recent is not None and now - recent[0] < max_age and _cache.get(recent[1].path, (None, None))[1] is recent[1]:
+            return recent[1]
+        settings = load(path)
+        _recent[folder] = (now, settings)
+        return settings
     path = path or settings_path()
     try:
         st = path.stat()

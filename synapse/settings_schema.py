@@ -9,6 +9,7 @@ never a secret's value.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -306,6 +307,32 @@ class Networks(Check):
         return ", ".join(items)
 
 
+class Aliases(Check):
+    """Model aliases: a JSON object of alias -> model name (`{"fast": "claude-haiku-4-5"}`)."""
+
+    expects = 'a JSON object of alias -> model name, e.g. {"fast": "claude-haiku-4-5"}'
+
+    def __call__(self, label: str, value: Any, *, strict: bool = False) -> Any:
+        if isinstance(value, str):
+            text = value.strip() or "{}"
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise SettingsError(f"{label} must be {self.expects}") from None
+        if not isinstance(value, dict):
+            raise SettingsError(f"{label} must be {self.expects}")
+        out: dict[str, str] = {}
+        for alias, target in value.items():
+            alias = str(alias).strip()
+            if not alias or any(c.isspace() for c in alias) or not isinstance(target, str) or not target.strip() \
+                    or any(c.isspace() for c in target.strip()):
+                raise SettingsError(f"{label}: {alias!r} -> {target!r}: aliases and model names contain no spaces")
+            if target.strip() in value:
+                raise SettingsError(f"{label}: {alias!r} names another alias ({target.strip()!r}); name a model")
+            out[alias] = target.strip()
+        return out
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     """One row of the schema."""
@@ -374,7 +401,8 @@ SCHEMA: tuple[Setting, ...] = (
             Url("https://bedrock.us-east-1.amazonaws.com")),
     # Call behaviour.
     Setting("request_timeout", 120, "seconds to wait for each attempt of a provider call", Number(gt=0, le=_DAY)),
-    Setting("request_deadline", 300, "seconds a whole call may take, retries included", Number(gt=0, le=_DAY)),
+    Setting("request_deadline", 300, "seconds a whole call may take, retries and backoff included (a stream: "
+            "until its answer starts); 0: no deadline", Number(ge=0, le=_DAY)),
     Setting("max_retries", 2, "retries after a failed attempt (rate limits, overloads, 5xx)",
             Number(ge=0, le=100, whole=True)),
     # Storage and caches.
@@ -383,6 +411,14 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("response_cache_ttl", 3600, "seconds a response-cache entry lives", Number(ge=0, le=3650 * _DAY)),
     Setting("response_cache_similarity", 0.95, "cosine similarity a semantic response-cache hit needs",
             Number(gt=0, le=1)),
+    # The /v1 gateway.
+    Setting("gateway_open_on_loopback", False, "let /v1 requests from this machine in without an API key", _B),
+    Setting("gateway_max_body_bytes", 20 * 1024 * 1024, "largest /v1 request body in bytes (default 20 MiB)",
+            Number(ge=1, le=1024**3, whole=True)),
+    Setting("model_aliases", {}, 'names that stand for a model, for every caller: {"fast": "claude-haiku-4-5"}',
+            Aliases()),
+    Setting("trusted_proxies", "", "reverse proxies (IPs or networks) whose X-Forwarded-For and "
+            "X-Forwarded-Proto the web app believes; read when `synapse serve` starts", Networks()),
     # Agents and chat.
     Setting("auto_compact_enabled", True, "shorten, then summarise, a session's history that outgrows the "
             "model's context window (the full original stays stored)", _B),
@@ -433,6 +469,19 @@ def validate(key: str, value: Any, *, label: str | None = None, strict: bool = F
             "(`synapse config keys` says what each does; --force stores a custom key anyway)"
         )
     return setting.check(label or key, value, strict=strict)
+
+
+def usable(key: str, settings: Any) -> Any:
+    """`settings[key]` when it passes the key's check, else the default: a bad hand-edited
+    value (`"request_timeout": -1`) never reaches a call; `synapse doctor` reports it."""
+    setting = _BY_KEY[key]
+    value = settings.get(key, setting.default) if settings is not None else setting.default
+    if value is None or value == "":
+        return setting.default
+    try:
+        return setting.check(key, value)
+    except SettingsError:
+        return setting.default
 
 
 def describe() -> list[dict[str, Any]]:

@@ -7,11 +7,13 @@ knows any wire format. Plain slotted dataclasses: cheap to build on the hot path
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
 __all__ = [
     "Citation",
+    "Embeddings",
     "ImagePart",
     "Message",
     "ModelInfo",
@@ -211,6 +213,10 @@ class Request:
     extra: dict[str, Any] = field(default_factory=dict)
     #: Tools the provider runs itself (web search, web fetch, code execution).
     server_tools: list[ServerTool] = field(default_factory=list)
+    #: Set by a streaming adapter whose provider reports usage before the end (Anthropic's
+    #: message_start, Gemini's every chunk): the usage reported so far, so a stream that is
+    #: cancelled or breaks midway is recorded with what was already billed.
+    usage_so_far: Callable[[], Usage] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -336,6 +342,16 @@ class ResponseDone:
 
 
 StreamEvent = Union[TextDelta, ReasoningDelta, ToolCallDelta, ResponseDone]
+
+
+@dataclass(slots=True)
+class Embeddings:
+    """What an adapter's `embed()` returns: one vector per text, in order, and the tokens billed."""
+
+    vectors: list[list[float]]
+    #: Input tokens the provider counted for all the texts; None when it reported none
+    #: (older Gemini answers), so the ledger says "price unknown" rather than $0.
+    input_tokens: int | None = None
 
 
 @dataclass(slots=True)

@@ -109,7 +109,7 @@ def provider_fake(cls: type, **kwargs: Any) -> Iterator[Any]:
 
 
 # One fake per protocol per test module, reset and pointed at by each test that asks
-# for the configured form (`anthropic`, `openai`, `bedrock`).
+# for the configured form (`anthropic`, `openai`, `bedrock`, `gemini`, `ollama`).
 
 
 @pytest.fixture(scope="module")
@@ -134,17 +134,17 @@ def bedrock_fake() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
+def gemini_fake() -> Iterator[Any]:
+    from tests.fakes.gemini import GeminiFake
+
+    yield from provider_fake(GeminiFake)
+
+
+@pytest.fixture(scope="module")
 def ollama_fake() -> Iterator[Any]:
     from tests.fakes.ollama import OllamaFake
 
     yield from provider_fake(OllamaFake)
-
-
-@pytest.fixture
-def ollama(ollama_fake: Any, configure: Callable[..., Any]) -> Any:
-    ollama_fake.reset()
-    configure(**ollama_fake.settings())
-    return ollama_fake
 
 
 @pytest.fixture
@@ -166,3 +166,17 @@ def bedrock(bedrock_fake: Any, configure: Callable[..., Any]) -> Any:
     bedrock_fake.reset()
     configure(**bedrock_fake.settings())
     return bedrock_fake
+
+
+@pytest.fixture
+def gemini(gemini_fake: Any, configure: Callable[..., Any]) -> Any:
+    gemini_fake.reset()
+    configure(**gemini_fake.settings())
+    return gemini_fake
+
+
+@pytest.fixture
+def ollama(ollama_fake: Any, configure: Callable[..., Any]) -> Any:
+    ollama_fake.reset()
+    configure(**ollama_fake.settings())
+    return ollama_fake

@@ -86,7 +86,7 @@ def test_doctor_names_each_problem_and_its_fix(cli: Any, anthropic: Any, configu
     assert ("settings", "settings.json: request_timeout must be a number in (0, 86400]") in problems
     assert ("settings", "settings.json: max_retries must be a whole number in [0, 100]") in problems
     assert ("model", "default model gpt-5 goes to OpenAI, which is not set up") in problems
-    assert any(area == "Anthropic Claude" and "Invalid key" in message for area, message in problems)
+    assert any(area == "Anthropic Claude" and "Invalid key" in message for area, message in problems), json.dumps(report["findings"])
     notes = [f for f in report["findings"] if f["level"] == "note"]
     assert any("antropic_key is not a Synapse setting" in f["message"] and "anthropic_key" in f["fix"] for f in notes)
     assert "wrong-key" not in res.out

@@ -129,7 +129,20 @@ def test_providers_listed_with_fields_hints_and_links(api: ApiClient) -> None:
     }
     assert c["anthropic"]["console_label"] == "Anthropic Console"
     assert c["gemini"]["console_url"].startswith("https://aistudio.google.com")
-    assert [f["label"] for f in c["bedrock"]["fields"]] == ["API Key", "AWS Region", "Inference Profile", "Embedding Model"]
+    assert [f["label"] for f in c["bedrock"]["fields"]] == [
+        "API Key", "AWS Region", "Inference Profile", "Embedding Model", "Runtime URL", "Control-plane URL"]
+    assert [f["setting"] for f in c["bedrock"]["fields"] if f["advanced"]] == ["bedrock_runtime_url", "bedrock_control_url"]
+    # every cloud card has its base-URL override under Advanced, and nothing else is there
+    advanced = {p: [(f["setting"], f["kind"], f["required"]) for f in c[p]["fields"] if f["advanced"]]
+                for p in ("anthropic", "openai", "gemini", "xai", "deepseek")}
+    assert advanced == {
+        "anthropic": [("anthropic_base_url", "url", False)], "openai": [("openai_base_url", "url", False)],
+        "gemini": [("gemini_base_url", "url", False)], "xai": [("grok_base_url", "url", False)],
+        "deepseek": [("deepseek_base_url", "url", False)],
+    }
+    assert c["openai"]["fields"][1]["placeholder"] == "https://api.openai.com/v1"
+    assert [f["label"] for f in c["locv1"]["fields"]] == ["Base URL", "API Key", "Model Names", "Embedding Model Names"]
+    assert c["locv1"]["fields"][1]["required"] is False  # the page adds "(optional)" once
     assert [f["label"] for f in c["oaic"]["fields"]] == ["API Key", "Base URL", "Model Names", "Embedding Model Names"]
     assert [f["label"] for f in c["ollama"]["fields"]] == ["Base URL"]
     assert [f["setting"] for f in c["locv1"]["fields"]] == [
@@ -139,12 +152,12 @@ def test_providers_listed_with_fields_hints_and_links(api: ApiClient) -> None:
     assert c["ollama"]["fields"][0]["value"] == "http://127.0.0.1:11434"
     assert c["ollama"]["configured"] is False
     r = api.get("/api/models")
-    assert r.json() == {"model": "", "groups": [], "pending": False}
+    assert r.json() == {"model": "", "model_warning": "", "groups": [], "pending": False}
 
 
 def test_unknown_provider_is_404(api: ApiClient) -> None:
     r = api.put("/api/providers/nope", {"x": "y"})
-    assert r.status == 404 and "unknown provider 'nope'" in r.json()["error"]
+    assert r.status == 404 and "unknown provider 'nope'" in r.json()["detail"]
     assert api.get("/api/providers/nope").status == 404
 
 
@@ -280,7 +293,7 @@ def test_check_again_runs_a_fresh_check(api: ApiClient, stubs: Stubs) -> None:
 
 def test_verify_unconfigured_provider_says_what_to_do(api: ApiClient) -> None:
     r = api.post("/api/providers/openai/verify")
-    assert r.status == 400 and "not set up yet" in r.json()["error"]
+    assert r.status == 400 and "not set up yet" in r.json()["detail"]
 
 
 def test_settings_changed_elsewhere_trigger_a_new_check(api: ApiClient, stubs: Stubs) -> None:
@@ -296,13 +309,13 @@ def test_remove_clears_the_provider_settings(api: ApiClient, synapse_env: Path) 
                                                "bedrock_inference_profile": "eu.amazon.nova-pro-v1:0",
                                                "embedding_model": "bedrock.amazon.titan-embed-text-v2:0"})
     api.put("/api/providers/openai?wait=1", {"openai_key": OPENAI_KEY})
-    settings_mod.update({"bedrock_control_url": "http://127.0.0.1:1"})  # an override that is not a card field
+    settings_mod.update({"bedrock_control_url": "http://127.0.0.1:1", "my_own_key": "kept"})  # Advanced; not Synapse's
     r = api.delete("/api/providers/bedrock")
     assert r.status == 200 and r.json()["status"]["state"] == "not_configured"
     saved = file_settings(synapse_env)
-    for key in ("bedrock_api_key", "aws_region", "bedrock_inference_profile", "embedding_model"):
-        assert key not in saved
-    assert saved["openai_key"] == OPENAI_KEY and saved["bedrock_control_url"] == "http://127.0.0.1:1"
+    for key in ("bedrock_api_key", "aws_region", "bedrock_inference_profile", "embedding_model", "bedrock_control_url"):
+        assert key not in saved  # Remove clears every field of the card, Advanced ones too
+    assert saved["openai_key"] == OPENAI_KEY and saved["my_own_key"] == "kept"
     assert [g["provider"] for g in api.get("/api/models").json()["groups"]] == ["openai"]
 
 
@@ -333,10 +346,10 @@ def test_key_from_environment_is_shown_masked_with_its_source(api: ApiClient, mo
 
 def test_bedrock_inference_profiles(api: ApiClient) -> None:
     r = api.get("/api/providers/bedrock/inference-profiles")
-    assert r.json() == {"profiles": [], "error": "save an API key and region first"}
+    assert r.json() == {"profiles": [], "detail": "save an API key and region first"}
     api.put("/api/providers/bedrock", {"bedrock_api_key": BEDROCK_KEY, "aws_region": "us-east-1"})
     profiles = api.get("/api/providers/bedrock/inference-profiles").json()
-    assert profiles["error"] == ""
+    assert profiles["detail"] == ""
     assert profiles["profiles"][0]["id"] == "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
     assert profiles["profiles"][0]["arn"].startswith("arn:aws:bedrock:us-east-1:")
 
@@ -348,7 +361,7 @@ def test_bedrock_inference_profiles(api: ApiClient) -> None:
     ("provider", "values", "field", "words"),
     [
         ("anthropic", {"anthropic_key": ""}, "anthropic_key", "API Key is required for Anthropic Claude"),
-        ("anthropic", {"api_key": "x"}, "api_key", "has no field 'api_key' (its fields: anthropic_key)"),
+        ("anthropic", {"api_key": "x"}, "api_key", "has no field 'api_key' (its fields: anthropic_key, anthropic_base_url)"),
         ("anthropic", {"anthropic_key": "sk-ant abc"}, "anthropic_key", "must not contain spaces"),
         ("anthropic", {"anthropic_key": 12}, "", ""),  # numbers are text, accepted
         ("anthropic", {"anthropic_key": {"a": 1}}, "anthropic_key", "must be text"),
@@ -371,15 +384,15 @@ def test_invalid_card_input_says_what_to_fix(api: ApiClient, synapse_env: Path, 
         return
     assert r.status == 400, r
     body = r.json()
-    assert body["field"] == field and words in body["error"]
+    assert body["field"] == field and words in body["detail"]
     assert not (synapse_env / "settings.json").exists()  # nothing written
 
 
 def test_body_must_be_a_json_object(api: ApiClient) -> None:
     r = api.put("/api/providers/openai", raw=b"{not json", headers={"Content-Type": "application/json"})
-    assert r.status == 400 and r.json()["error"] == "the request body is not valid JSON"
+    assert r.status == 400 and r.json()["detail"] == "the request body is not valid JSON"
     r = api.put("/api/providers/openai", ["sk-x"])
-    assert r.status == 400 and "JSON object" in r.json()["error"]
+    assert r.status == 400 and "JSON object" in r.json()["detail"]
 
 
 # --- default model and general settings ----------------------------------------------------------
@@ -387,6 +400,7 @@ def test_body_must_be_a_json_object(api: ApiClient) -> None:
 
 def test_default_model_get_set_clear(api: ApiClient, synapse_env: Path) -> None:
     assert api.get("/api/settings/model").json() == {"model": ""}
+    api.put("/api/providers/oaic", {"openai_compatible_key": "k-123", "openai_compatible_base_url": "http://127.0.0.1:9/v1"})
     r = api.put("/api/settings/model", {"model": " oaic.some/model-1 "})
     assert r.status == 200 and r.json() == {"model": "oaic.some/model-1"}
     assert file_settings(synapse_env)["model"] == "oaic.some/model-1"
@@ -406,7 +420,35 @@ def test_default_model_get_set_clear(api: ApiClient, synapse_env: Path) -> None:
 )
 def test_default_model_invalid(api: ApiClient, body: dict[str, Any], words: str) -> None:
     r = api.put("/api/settings/model", body)
-    assert r.status == 400 and words in r.json()["error"] and r.json()["field"] == "model"
+    assert r.status == 400 and words in r.json()["detail"] and r.json()["field"] == "model"
+
+
+def test_default_model_of_an_unconnected_provider_is_refused(api: ApiClient, synapse_env: Path) -> None:
+    for model, card in [("gpt-5", "OpenAI"), ("claude-sonnet-4-5", "Anthropic Claude"), ("mistral", "Ollama (Local)"),
+                        ("oaic.some/model", "OpenAI Compatible"), ("bedrock.amazon.nova-pro-v1:0", "AWS Bedrock")]:
+        r = api.put("/api/settings/model", {"model": model})
+        assert r.status == 400 and r.json() == {
+            "detail": f"{model} needs {card}, which is not connected: fill in the {card} card on Settings → Models and Save first",
+            "field": "model"}, model
+    assert not (synapse_env / "settings.json").exists()
+    assert api.put("/api/settings/model", {"model": "hf.Qwen/Qwen2.5-0.5B-Instruct"}).status == 200  # no card to fill
+    api.put("/api/providers/openai", {"openai_key": OPENAI_KEY})
+    assert api.put("/api/settings/model", {"model": "gpt-5"}).status == 200
+
+
+def test_removing_the_default_models_provider_warns(api: ApiClient, synapse_env: Path) -> None:
+    api.put("/api/providers/anthropic?wait=1", {"anthropic_key": ANTHROPIC_KEY})
+    assert api.put("/api/settings/model", {"model": "claude-sonnet-4-5"}).status == 200
+    assert api.get("/api/models").json()["model_warning"] == ""
+    api.delete("/api/providers/anthropic")
+    models = api.get("/api/models").json()
+    assert models["model"] == "claude-sonnet-4-5"  # kept: pasting the key again brings it back
+    assert models["model_warning"] == ("claude-sonnet-4-5 needs Anthropic Claude, which is not connected: "
+                                       "fill in the Anthropic Claude card on Settings → Models and Save first")
+    path = synapse_env / "settings.json"  # a hand edit the router cannot use
+    path.write_text(json.dumps({**json.loads(path.read_text()), "model": "oaic."}))
+    settings_mod._cache.clear()
+    assert api.get("/api/models").json()["model_warning"] == "'oaic.' names no model: write oaic.<model name>"
 
 
 def test_general_settings(api: ApiClient, synapse_env: Path) -> None:
@@ -427,7 +469,7 @@ def test_general_settings(api: ApiClient, synapse_env: Path) -> None:
         ({"embedding_model": "a b"}, "without spaces"),
     ]:
         r = api.put("/api/settings", body)
-        assert r.status == 400 and words in r.json()["error"], (body, r)
+        assert r.status == 400 and words in r.json()["detail"], (body, r)
 
 
 def test_settings_file_keeps_unknown_keys(api: ApiClient, synapse_env: Path) -> None:
@@ -444,7 +486,7 @@ def test_malformed_settings_file_is_reported_and_never_overwritten(api: ApiClien
     before = path.read_bytes()
     r = api.get("/api/providers")
     assert r.status == 500 and r.json()["kind"] == "settings"
-    assert "line 2, column 3" in r.json()["error"] and "will not overwrite" in r.json()["error"]
+    assert "line 2, column 3" in r.json()["detail"] and "will not overwrite" in r.json()["detail"]
     r = api.put("/api/providers/openai", {"openai_key": OPENAI_KEY})
     assert r.status == 500 and r.json()["kind"] == "settings"
     assert api.put("/api/settings/model", {"model": "gpt-5"}).status == 500
@@ -468,10 +510,11 @@ def test_csrf_required_on_every_state_change(api: ApiClient, synapse_env: Path) 
 
 def test_cross_site_origin_refused_even_with_token(api: ApiClient) -> None:
     api.refresh_csrf()
+    assert api.put("/api/providers/openai", {"openai_key": OPENAI_KEY}).status == 200
     for headers in ({"Origin": "https://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
                     {"Origin": "http://127.0.0.1:1"}):
         r = api.put("/api/settings/model", {"model": "gpt-5"}, headers=headers)
-        assert r.status == 403 and "cross-site" in r.json()["error"], headers
+        assert r.status == 403 and "cross-site" in r.json()["detail"], headers
     assert api.put("/api/settings/model", {"model": "gpt-5"}).status == 200
 
 
@@ -485,7 +528,7 @@ def test_token_of_another_session_is_refused(server: ServerThread) -> None:
 
 def test_dns_rebinding_host_refused(api: ApiClient) -> None:
     r = api.get("/api/providers", headers={"Host": "attacker.example:8000"})
-    assert r.status == 400 and "loopback" in r.json()["error"]
+    assert r.status == 400 and "loopback" in r.json()["detail"]
     assert api.get("/api/providers", headers={"Host": f"localhost:{api.port}"}).status == 200
 
 
@@ -525,7 +568,7 @@ def test_login_required_off_loopback(login_server: tuple[ServerThread, UserStore
     r = c.post("/api/login", {"username": "admin", "password": "correct horse battery"}, csrf=False)
     assert r.status == 403
     r = c.post("/api/login", {"username": "admin", "password": "wrong password"})
-    assert r.status == 401 and r.json()["error"] == "wrong username or password"
+    assert r.status == 401 and r.json()["detail"] == "wrong username or password"
     old_cookie = c.cookies["synapse_session"]
     r = c.post("/api/login", {"username": "admin", "password": "correct horse battery"})
     assert r.status == 200 and r.json()["user"] == "admin"

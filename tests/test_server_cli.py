@@ -131,6 +131,7 @@ def test_serve_off_loopback_requires_login(synapse_env: Path) -> None:
         assert r.status == 200
         api.csrf = r.json()["csrf_token"]
         assert api.get("/api/providers").status == 200
+        assert api.put("/api/providers/anthropic", {"anthropic_key": "sk-ant-api03-offLOOPBACKkey00000001"}).status == 200
         assert api.put("/api/settings/model", {"model": "claude-sonnet-4-5"}).status == 200
         # any Host is accepted off loopback (the login protects it), but Origin must still match
         r = api.put("/api/settings/model", {"model": "gpt-5"}, headers={"Origin": "http://evil.example"})

@@ -57,7 +57,7 @@ def test_both_settings_pages_have_the_nav_with_the_current_page_marked(api: ApiC
     nav = re.search(r'<nav aria-label="Main".*?</nav>', page, re.S)
     assert nav, path
     links = dict(re.findall(r'<a class="tab[^"]*" href="([^"]+)"([^>]*)>', nav.group(0)))
-    assert set(links) == {current, other, "/chat", "/agents"}  # Chat and Agents come first
+    assert set(links) == {current, other, "/chat", "/agents", "/settings/keys"}  # Chat and Agents come first
     assert 'aria-current="page"' in links[current]
     assert not any("aria-current" in attrs for href, attrs in links.items() if href != current)
 
@@ -67,7 +67,7 @@ def test_the_page_needs_a_login_off_loopback(synapse_env: Path, tmp_path: Path) 
     try:
         api = ApiClient(srv.url)
         r = api.get("/settings/usage")
-        assert r.status == 303 and r.headers["location"] == "/login"
+        assert r.status == 303 and r.headers["location"] == "/login?next=%2Fsettings%2Fusage"
         assert api.get("/api/usage").status == 401
     finally:
         srv.stop()
@@ -102,3 +102,21 @@ def test_ledger_overview_ignores_the_period(synapse_env: Path, api: ApiClient) -
     data = api.get("/api/usage?since=2000-01-01&until=2000-01-02").json()
     assert data["totals"]["calls"] == 0 and data["ledger"] == expected  # "no calls in this period"
     assert max(t.values()) <= NOW
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    (0.0, "$0.00"),
+    (0.000042, "$0.000042"),
+    (0.00004249, "$0.000042"),
+    (0.0012, "$0.0012"),
+    (0.004, "$0.004"),
+    (0.0123, "$0.0123"),
+    (12.3456, "$12.3456"),
+    (1234.5, "$1,234.50"),
+    (-0.0011, "-$0.0011"),
+])
+def test_money_shows_significant_digits_below_a_cent(value: float, shown: str) -> None:
+    from synapse.usage.report import cost_label, money
+
+    assert money(value) == shown
+    assert cost_label(value, 2) == f"{shown} + price unknown for 2 calls"

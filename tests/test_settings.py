@@ -197,3 +197,20 @@ def test_reprs_never_show_keys(synapse_env: Path, monkeypatch: pytest.MonkeyPatc
     assert "REPRSECRET" not in repr(get("anthropic").configure(s))
     bedrock = repr(get("bedrock").configure(s))
     assert "REPRSECRET" not in bedrock and "aws-repr-secret" not in bedrock
+
+
+def test_load_with_max_age_skips_the_stat_but_sees_saves_at_once(synapse_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings.update({"model": "a"})
+    first = settings.load(max_age=60)
+    assert first["model"] == "a" and settings.load(max_age=60) is first
+    settings.update({"model": "b"})  # a save by this process: seen at once
+    assert settings.load(max_age=60)["model"] == "b"
+    path = synapse_env / "settings.json"
+    path.write_text(json.dumps({"model": "hand-edited"}))
+    os.utime(path, ns=(path.stat().st_mtime_ns + 10_000_000,) * 2)
+    assert settings.load(max_age=60)["model"] == "b"  # a hand edit: within max_age, not yet
+    assert settings.load()["model"] == "hand-edited"  # a plain load() stats and sees it
+    assert settings.load(max_age=60)["model"] == "hand-edited"
+    other = synapse_env.parent / "other-data"
+    monkeypatch.setenv("SYNAPSE_DATA_DIR", str(other))
+    assert settings.load(max_age=60).path == other / "settings.json"  # another data folder is another entry

@@ -33,6 +33,7 @@ def test_every_default_passes_its_own_check() -> None:
         ("request_timeout", "0.5", 0.5),
         ("request_timeout", "30", 30),
         ("request_deadline", "600", 600),
+        ("request_deadline", "0", 0),
         ("max_retries", "0", 0),
         ("max_retries", "3.0", 3),
         ("response_cache_similarity", "1", 1),
@@ -64,7 +65,7 @@ def test_typed_values_become_their_stored_form(key: str, typed: Any, stored: Any
         ("request_timeout", "nan", "a number in (0, 86400]"),
         ("request_timeout", "1e308", "a number in (0, 86400]"),
         ("max_retries", "1e20", "in [0, 100]"),
-        ("request_deadline", "0", "request_deadline must be a number in (0, 86400]"),
+        ("request_deadline", "-1", "request_deadline must be a number in [0, 86400]"),
         ("max_retries", "2.5", "max_retries must be a whole number in [0, 100]"),
         ("max_retries", "-1", "whole number in [0, 100]"),
         ("response_cache_similarity", "0", "in (0, 1]"),
@@ -147,3 +148,15 @@ def test_checks_other_parts_will_use() -> None:
     assert Text()("note", 5) == "5"
     with pytest.raises(SettingsError, match="must be text"):
         Text()("note", {"a": 1})
+
+
+def test_a_bad_hand_edited_value_never_reaches_a_call(synapse_env: Path) -> None:
+    from synapse.providers.catalog import get
+
+    path = synapse_env / "settings.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"anthropic_key": "sk-ant-api03-x", "request_timeout": -1, "max_retries": "lots", '
+                    '"request_deadline": 0}')
+    settings._cache.clear()
+    config = get("anthropic").configure(settings.load())
+    assert (config.timeout, config.max_retries, config.deadline) == (120.0, 2, 0.0)  # 0 is valid: no deadline

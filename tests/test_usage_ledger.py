@@ -110,16 +110,22 @@ def test_each_record_goes_to_the_database_of_its_own_settings(synapse_env: Path,
     assert (tmp_path / "elsewhere" / "synapse.db").exists()
 
 
-def test_a_failing_database_loses_that_batch_but_not_the_writer(synapse_env: Path, tmp_path: Path) -> None:
+def test_a_database_that_cannot_be_opened_keeps_its_rows_until_it_can(synapse_env: Path, tmp_path: Path) -> None:
+    """Its rows wait (no row is dropped while the process lives); other databases go on."""
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     bad = {"database_url": f"sqlite:///{blocker}/sub/synapse.db"}
     failed = ledger_mod.ledger.failed
     record(rec(Usage(input_tokens=1), settings=bad))
     record(rec(Usage(input_tokens=2)))
-    assert [r["input_tokens"] for r in rows()] == [2]
-    assert ledger_mod.ledger.failed == failed + 1
-    assert ledger_mod.ledger.last_error
+    assert not flush(0.5)  # the bad database still holds its row
+    eng = storage.engine(settings=settings_mod.load())
+    with eng.connect() as conn:
+        assert conn.execute(sa.text("SELECT input_tokens FROM usage_calls")).scalars().all() == [2]
+    assert ledger_mod.ledger.pending() >= 1 and ledger_mod.ledger.last_error
+    blocker.unlink()  # the folder can be created now: the held row lands on the next retry
+    assert [r["input_tokens"] for r in rows(bad)] == [1]
+    assert ledger_mod.ledger.failed == failed  # nothing was given up
 
 
 def test_row_for_is_pure(synapse_env: Path) -> None:

@@ -2,12 +2,10 @@
 
     on loopback, with no API keys configured      open (like the pages)
     a logged-in browser session                   allowed (the pages; CSRF still applies)
-    Authorization: Bearer <key>                   allowed when `check_key(key)` says so
+    Authorization: Bearer <key>                   a key of the gateway's table (synapse/gateway/keys.py):
+                                                  valid, not revoked or expired, budget not spent (429);
+                                                  its model patterns and its name go with the turn
     anything else                                 401 {"detail": ...}
-
-The gateway's key table (synapse/gateway/keys.py) is wired in with
-`set_key_checker(verify, keys_configured)`; until then no Bearer key is valid and
-loopback stays open.
 
 `is_api_client` tells the web app's security middleware which /api/v1 requests come
 from programs rather than the pages: those skip the login redirect and the CSRF
@@ -18,23 +16,18 @@ Sec-Fetch-Site that says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from fastapi import HTTPException, Request
 
-__all__ = ["is_api_client", "require_access", "set_key_checker"]
-
-_check_key: Callable[[str], bool] = lambda key: False  # noqa: E731
-_keys_configured: Callable[[], bool] = lambda: False  # noqa: E731
+__all__ = ["is_api_client", "require_access"]
 
 API_PREFIX = "/api/v1/"
 SESSION_COOKIE = "synapse_session"
 
 
-def set_key_checker(check: Callable[[str], bool], configured: Callable[[], bool]) -> None:
-    """Install the API-key check (`check(key) -> valid?`) and whether any key exists."""
-    global _check_key, _keys_configured
-    _check_key, _keys_configured = check, configured
+def _keys_configured() -> bool:
+    from ..gateway.keys import any_keys
+
+    return any_keys()
 
 
 def _bearer(request: Request) -> str | None:
@@ -60,17 +53,31 @@ def is_api_client(request: Request) -> bool:
     return True
 
 
+def _login_required(request: Request) -> bool:
+    """For this request: off loopback, or (on loopback) when a trusted proxy forwarded it."""
+    per_request = getattr(request.state, "login_required", None)
+    return bool(request.app.state.login_required if per_request is None else per_request)
+
+
 def require_access(request: Request) -> None:
-    """FastAPI dependency of every /api/v1 route."""
+    """FastAPI dependency of every /api/v1 route. A valid key is left on `request.state.api_key`."""
     key = _bearer(request)
     if key is not None:
-        if _check_key(key):
-            return
-        if not _keys_configured() and not request.app.state.login_required:
-            return  # loopback with no keys at all: open, a stray key changes nothing
-        raise HTTPException(401, "that API key is not valid: create one in Synapse and send it as Authorization: Bearer <key>")
+        from ..gateway.keys import KeyRejected, check
+
+        try:
+            info = check({"authorization": f"Bearer {key}"})
+        except KeyRejected as exc:
+            if not _keys_configured() and not _login_required(request):
+                return  # loopback with no keys at all: open, a stray key changes nothing
+            raise HTTPException(401, str(exc)) from None
+        if info.over_budget():
+            raise HTTPException(429, f"the API key {info.name!r} has spent its budget of ${info.budget_usd:.2f}: "
+                                     "raise it or make a new key")
+        request.state.api_key = info
+        return
     if not is_api_client(request):
         return  # the pages: the middleware has checked the login and the CSRF token
-    if not request.app.state.login_required and not _keys_configured():
+    if not _login_required(request) and not _keys_configured():
         return
     raise HTTPException(401, "this API needs an API key: send Authorization: Bearer <key>")

@@ -48,7 +48,7 @@ _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 #: TurnError / SynapseError kind -> HTTP status.
 _STATUS = {
     "agent": 400, "agent_not_found": 404, "session_not_found": 404, "bad_request": 400, "context_too_long": 400,
-    "unknown_model": 400, "cost_limit": 400, "error": 400, "settings": 500,
+    "unknown_model": 400, "cost_limit": 400, "error": 400, "settings": 500, "key_model": 403,
     "no_model": 503, "not_configured": 503, "authentication": 503, "permission": 503, "not_found": 503,
     "rate_limit": 503, "overloaded": 503, "unavailable": 503, "connection_failed": 503, "timeout": 503,
     "not_installed": 503,
@@ -162,7 +162,8 @@ async def chat(request: Request) -> JSONResponse:
     except SynapseError as exc:
         return _fail(exc)
     done: TurnDone | None = None
-    async for event in run_turn(spec, tools, prompt, session_id=session_id, model=model, stream=False, sessions=sessions):
+    async for event in run_turn(spec, tools, prompt, session_id=session_id, model=model, stream=False, sessions=sessions,
+                                api_key=getattr(request.state, "api_key", None)):
         if isinstance(event, TurnError):
             return _error(_STATUS.get(event.kind, 500), event.message, kind=event.kind, session_id=event.session_id)
         if isinstance(event, TurnDone):
@@ -192,7 +193,8 @@ async def chat_stream(request: Request) -> Any:
         return _fail(exc)
 
     async def events() -> AsyncIterator[bytes]:
-        turn = run_turn(spec, tools, prompt, session_id=session_id, model=model, stream=True, sessions=sessions)
+        turn = run_turn(spec, tools, prompt, session_id=session_id, model=model, stream=True, sessions=sessions,
+                        api_key=getattr(request.state, "api_key", None))
         async with _closing(turn):
             async for event in turn:
                 yield sse(event_dict(event))

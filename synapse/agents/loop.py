@@ -186,9 +186,13 @@ async def run_turn(
     settings: Mapping[str, Any] | None = None,
     sessions: SessionStore | None = None,
     stored_agent: bool = True,
+    api_key: Any = None,
 ) -> AsyncIterator[Any]:
     """Run one turn of `spec` and yield its events (see events.py). Never raises for a
-    provider, tool or limit problem: those end the turn with a TurnError event."""
+    provider, tool or limit problem: those end the turn with a TurnError event.
+
+    `api_key`: the gateway key (`gateway.keys.KeyInfo`) a REST caller came with: its model
+    patterns apply to the turn's model and its name goes into the usage ledger."""
     cfg = settings if settings is not None else settings_mod.load()
     store = sessions or SessionStore(cfg)
     try:
@@ -208,6 +212,10 @@ async def run_turn(
     except SynapseError as exc:
         yield TurnError(str(exc), exc.kind, known)
         return
+    if api_key is not None and not api_key.allows(name):
+        yield TurnError(f"the API key {api_key.name!r} may not use {name!r} (it allows {', '.join(api_key.models)})",
+                        "key_model", known)
+        return
     limit = spec.max_total_cost_usd
     if limit is not None and found is not None:
         from ..usage.ledger import spent
@@ -220,7 +228,9 @@ async def run_turn(
             return
     info = found if found is not None else await _db(store, _create, store, session_id, spec, stored_agent, user.text)
     ctx = CallContext(agent=spec.name, session=info.id, max_total_cost_usd=limit,
-                      cache=None if spec.response_cache == "off" else spec.response_cache)
+                      cache=None if spec.response_cache == "off" else spec.response_cache,
+                      key=api_key.name if api_key is not None else None,
+                      parent=api_key.context if api_key is not None else None)
     yield TurnStart(info.id, spec.name, spec.id if stored_agent else None, name, info.title)
 
     turn = TurnContext(spec, info.id, name, cfg, user, history, ctx)

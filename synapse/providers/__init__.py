@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,9 +47,41 @@ def not_configured(spec: ProviderSpec) -> ConfigurationError:
     )
 
 
+#: provider id -> (the Settings snapshot, the environment it read, its ProviderConfig).
+_configs: dict[str, tuple[Any, tuple[str | None, ...], ProviderConfig]] = {}
+_env_names: dict[str, tuple[str, ...]] = {}
+
+
+def _env_stamp(spec: ProviderSpec) -> tuple[str | None, ...]:
+    """The environment variables `spec.configure` may read, as they are now."""
+    names = _env_names.get(spec.id)
+    if names is None:
+        from ..settings import ENV_FALLBACKS
+
+        names = tuple(n for s in (spec.key_setting, spec.base_url_setting) for n in ENV_FALLBACKS.get(s, ()))
+        if spec.id == "bedrock":
+            names += ENV_FALLBACKS.get("aws_region", ()) + ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+        _env_names[spec.id] = names
+    return tuple(os.environ.get(n) for n in names)
+
+
 def adapter_for(spec: ProviderSpec, settings: Mapping[str, Any], protocol: str | None = None) -> Adapter:
-    """The adapter for `spec` under the current settings; raises if the provider is not set up."""
-    config = spec.configure(settings)
+    """The adapter for `spec` under the current settings; raises if the provider is not set up.
+
+    A `settings.Settings` is an immutable snapshot (a change makes a new one), so its
+    resolved config is kept until the next snapshot or a change of the environment
+    variables it falls back to; a plain mapping is resolved each time.
+    """
+    from ..settings import Settings
+
+    hit = _configs.get(spec.id)
+    env = _env_stamp(spec)
+    if hit is not None and hit[0] is settings and hit[1] == env:
+        config = hit[2]
+    else:
+        config = spec.configure(settings)
+        if isinstance(settings, Settings):
+            _configs[spec.id] = (settings, env, config)
     if not spec.is_configured(config):
         raise not_configured(spec)
     return build_adapter(spec, config, protocol)

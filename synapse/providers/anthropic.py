@@ -41,6 +41,7 @@ from ..errors import (
     UpstreamUnavailableError,
 )
 from ..types import (
+    Embeddings,
     ImagePart,
     Message,
     ModelInfo,
@@ -430,6 +431,16 @@ class AnthropicAdapter(Adapter):
         betas = sorted({b for t in req.server_tools if (b := SERVER_TOOLS[t.name][1])})
         return {**self._headers, "anthropic-beta": ",".join(betas)} if betas else self._headers
 
+    def relay_endpoint(self, endpoint: str) -> tuple[str, Mapping[str, str]]:
+        """URL and headers for the gateway's same-protocol relay: `chat` or `count_tokens`."""
+        if endpoint == "count_tokens":
+            return self._messages_url + "/count_tokens", self._headers
+        return self._messages_url, self._headers
+
+    def relay_error(self, data: Mapping[str, Any]) -> ProviderError:
+        """The typed error for an `error` event a relayed stream carried."""
+        return self._error_from_body(data, None, {}, in_stream=True)
+
     # --- calls ----------------------------------------------------------------------------
 
     async def chat(self, req: Request) -> Response:
@@ -450,6 +461,7 @@ class AnthropicAdapter(Adapter):
         body = transport.dumps(encode_request(req, stream=True))
         resp = await transport.open_stream(self, "POST", self._messages_url, headers=self.headers_for(req), body=body)
         st = _StreamState()
+        req.usage_so_far = lambda: map_usage(st.usage)  # input tokens are known from message_start
         async with resp:
             async for sse in transport.iter_sse(resp, self):
                 try:
@@ -642,7 +654,7 @@ class AnthropicAdapter(Adapter):
             raise self.protocol_error("the model list is not {data: [...]}") from None
         return page, bool(data.get("has_more")), data.get("last_id")
 
-    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> list[list[float]]:
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> Embeddings:
         raise BadRequestError(
             f"{self.spec.label} offers no embedding models (Anthropic points to Voyage AI): "
             "pick another provider's embedding model or leave embedding_model empty for the local one",

@@ -20,7 +20,7 @@ from ..errors import (
     RateLimitError,
     UpstreamUnavailableError,
 )
-from ..types import ModelInfo, Request, Response, StreamEvent
+from ..types import Embeddings, ModelInfo, Request, Response, StreamEvent
 from .catalog import ProviderConfig, ProviderSpec
 from .transport import loads, parse_retry_after
 
@@ -87,9 +87,10 @@ class Adapter(abc.ABC):
         """A cheap check that the key (or base URL) works; returns the models on success."""
         return await self.list_models()
 
-    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> list[list[float]]:
-        """Vectors for `texts`. `mode` ("query" / "document") sets the provider's own task field,
-        where it has one; text prefixes were already applied by the client."""
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> Embeddings:
+        """One vector per text, in order, with the input tokens the provider billed for them.
+        `mode` ("query" / "document") sets the provider's own task field, where it has one;
+        text prefixes were already applied by the client."""
         raise BadRequestError(f"{self.spec.label} offers no embedding models", provider=self.spec.id)
 
     def check_server_tools(self, req: Request) -> None:

@@ -39,6 +39,7 @@ from ..errors import (
     UpstreamUnavailableError,
 )
 from ..types import (
+    Embeddings,
     ImagePart,
     ModelInfo,
     ReasoningDelta,
@@ -693,27 +694,31 @@ class BedrockAdapter(Adapter):
 
     # --- embeddings ----------------------------------------------------------------------------
 
-    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> list[list[float]]:
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> Embeddings:
         url = self._runtime_url(model, "invoke")
         if "cohere.embed" in model:
             input_type = "search_query" if mode == "query" else "search_document"
-            data = await self._invoke(url, {"texts": texts, "input_type": input_type})
+            data, tokens = await self._invoke(url, {"texts": texts, "input_type": input_type})
             vectors = data.get("embeddings")
             if isinstance(vectors, dict):
                 vectors = vectors.get("float")
             if not isinstance(vectors, list) or len(vectors) != len(texts):
                 raise self.protocol_error("the Cohere embedding answer has no embeddings")
-            return vectors
+            return Embeddings(vectors, tokens)
         results = await asyncio.gather(*(self._invoke(url, {"inputText": t}) for t in texts))
         out: list[list[float]] = []
-        for data in results:
+        total: int | None = 0
+        for data, tokens in results:
             vector = data.get("embedding")
             if not isinstance(vector, list):
                 raise self.protocol_error("the embedding answer has no embedding")
             out.append(vector)
-        return out
+            count = data.get("inputTextTokenCount", tokens)  # Titan counts in the body too (§6.6)
+            total = total + count if total is not None and isinstance(count, int) else None
+        return Embeddings(out, total)
 
-    async def _invoke(self, url: URL, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _invoke(self, url: URL, payload: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
+        """The InvokeModel answer and its input tokens (the `x-amzn-bedrock-input-token-count` header)."""
         result = await self._send("POST", url, self._json_headers, _dumps(payload))
         try:
             data = _loads(result.body)
@@ -721,5 +726,9 @@ class BedrockAdapter(Adapter):
             raise self.protocol_error("the InvokeModel answer is not JSON") from None
         if not isinstance(data, dict):
             raise self.protocol_error("the InvokeModel answer is not a JSON object")
-        return data
+        try:
+            tokens: int | None = int(result.headers.get("x-amzn-bedrock-input-token-count", ""))
+        except ValueError:
+            tokens = None
+        return data, tokens
 

@@ -28,6 +28,13 @@ class CardField:
     required: bool = False
     placeholder: str = ""
     help: str = ""
+    #: Shown under the card's "Advanced" disclosure (base-URL overrides).
+    advanced: bool = False
+
+
+def _base_url(setting: str, default: str, form: str) -> CardField:
+    """The Advanced base-URL override of a cloud card (a proxy or gateway in between)."""
+    return CardField(setting, "Base URL", "url", False, default, f"Leave empty for {default}. {form}", advanced=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +50,15 @@ class ProviderConfig:
     embed_models: tuple[str, ...] = ()
     #: SigV4 credentials for Bedrock (access key, secret, session token), from the environment.
     aws_credentials: tuple[str, str, str] | None = field(default=None, repr=False)
+    #: Seconds one attempt may wait for the provider (connect, then each read).
     timeout: float = 120.0
     max_retries: int = 2
     #: Whether bare model names (no prefix) route here under the `mode` setting.
     bare_names: bool = False
     #: Hugging Face in-process: unload a model idle this long (`hf_keep_loaded_minutes`).
     keep_loaded_minutes: float = 15.0
+    #: Seconds one call may take in all, retries included, until the answer starts (0: none).
+    deadline: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +101,12 @@ class ProviderSpec:
             access, secret = os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", "")
             if access and secret:
                 creds = (access, secret, os.environ.get("AWS_SESSION_TOKEN", ""))
-        try:
-            timeout = float(settings.get("request_timeout") or 120.0)
-            retries = int(settings.get("max_retries") if settings.get("max_retries") is not None else 2)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            timeout, retries = 120.0, 2
-        keep = 15.0
-        if self.protocol == "huggingface":
-            try:
-                keep = float(settings.get("hf_keep_loaded_minutes", 15))
-            except (TypeError, ValueError):
-                keep = 15.0
+        from ..settings_schema import usable
+
+        timeout = float(usable("request_timeout", settings))
+        retries = int(usable("max_retries", settings))
+        keep = float(usable("hf_keep_loaded_minutes", settings)) if self.protocol == "huggingface" else 15.0
+        deadline = float(usable("request_deadline", settings))
         return ProviderConfig(
             api_key=get(self.key_setting),
             base_url=base_url.rstrip("/"),
@@ -112,9 +117,10 @@ class ProviderSpec:
             embed_models=split(self.embed_models_setting),
             aws_credentials=creds,
             timeout=timeout,
-            max_retries=max(0, retries),
+            max_retries=retries,
             bare_names=bare_name_provider(settings) == self.id,
             keep_loaded_minutes=keep,
+            deadline=deadline,
         )
 
     def is_configured(self, config: ProviderConfig) -> bool:
@@ -145,7 +151,10 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         default_base_url="https://api.anthropic.com",
         console_url="https://console.anthropic.com/settings/keys",
         console_label="Anthropic Console",
-        fields=(CardField("anthropic_key", _KEY, "secret", True, "sk-ant-…"),),
+        fields=(
+            CardField("anthropic_key", _KEY, "secret", True, "sk-ant-…"),
+            _base_url("anthropic_base_url", "https://api.anthropic.com", "The origin only, without /v1."),
+        ),
         known_models=(
             ("claude-opus-4-5", "hardest reasoning and long agentic work"),
             ("claude-sonnet-4-5", "best balance of quality, speed and cost"),
@@ -163,7 +172,10 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         default_base_url="https://api.openai.com/v1",
         console_url="https://platform.openai.com/api-keys",
         console_label="OpenAI platform",
-        fields=(CardField("openai_key", _KEY, "secret", True, "sk-…"),),
+        fields=(
+            CardField("openai_key", _KEY, "secret", True, "sk-…"),
+            _base_url("openai_base_url", "https://api.openai.com/v1", "It ends in /v1."),
+        ),
         known_models=(
             ("gpt-5", "flagship general model"),
             ("gpt-5-mini", "cheaper everyday model"),
@@ -183,7 +195,10 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         default_base_url="https://generativelanguage.googleapis.com",
         console_url="https://aistudio.google.com/app/apikey",
         console_label="Google AI Studio",
-        fields=(CardField("gemini_key", _KEY, "secret", True, "AIza…"),),
+        fields=(
+            CardField("gemini_key", _KEY, "secret", True, "AIza…"),
+            _base_url("gemini_base_url", "https://generativelanguage.googleapis.com", "The origin only, without /v1beta."),
+        ),
         known_models=(
             ("gemini-2.5-pro", "long documents and hard reasoning"),
             ("gemini-2.5-flash", "fast, cheap, multimodal"),
@@ -201,7 +216,10 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         default_base_url="https://api.x.ai/v1",
         console_url="https://console.x.ai",
         console_label="xAI console",
-        fields=(CardField("grok_key", _KEY, "secret", True, "xai-…"),),
+        fields=(
+            CardField("grok_key", _KEY, "secret", True, "xai-…"),
+            _base_url("grok_base_url", "https://api.x.ai/v1", "It ends in /v1."),
+        ),
         known_models=(
             ("grok-4", "frontier reasoning"),
             ("grok-3-mini", "fast and cheap"),
@@ -218,7 +236,10 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         default_base_url="https://api.deepseek.com",
         console_url="https://platform.deepseek.com/api_keys",
         console_label="DeepSeek platform",
-        fields=(CardField("deepseek_key", _KEY, "secret", True, "sk-…"),),
+        fields=(
+            CardField("deepseek_key", _KEY, "secret", True, "sk-…"),
+            _base_url("deepseek_base_url", "https://api.deepseek.com", "The origin only."),
+        ),
         known_models=(
             ("deepseek-chat", "cheap general chat and coding"),
             ("deepseek-reasoner", "step-by-step reasoning"),
@@ -247,6 +268,11 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
                 "An inference profile id or ARN; used for every Bedrock chat call when set.",
             ),
             CardField("embedding_model", "Embedding Model", "text", False, "amazon.titan-embed-text-v2:0"),
+            CardField("bedrock_runtime_url", "Runtime URL", "url", False, "https://bedrock-runtime.<region>.amazonaws.com",
+                      "Leave empty for the region's endpoint; e.g. a VPC endpoint.", advanced=True),
+            CardField("bedrock_control_url", "Control-plane URL", "url", False, "https://bedrock.<region>.amazonaws.com",
+                      "Leave empty for the region's endpoint; used to list models and inference profiles.",
+                      advanced=True),
         ),
         known_models=(
             ("anthropic.claude-sonnet-4-5-20250929-v1:0", "Claude on your AWS account"),
@@ -294,7 +320,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         base_url_setting="local_compatible_base_url",
         fields=(
             CardField("local_compatible_base_url", "Base URL", "url", True, "http://127.0.0.1:1234/v1"),
-            CardField("local_compatible_key", "API Key (optional)", "secret", False),
+            CardField("local_compatible_key", _KEY, "secret", False),
             CardField("local_compatible_models", "Model Names", "list", False, "qwen2.5-7b-instruct"),
             CardField("local_compatible_embed_models", "Embedding Model Names", "list", False),
         ),

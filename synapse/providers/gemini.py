@@ -36,6 +36,7 @@ from ..errors import (
     UpstreamUnavailableError,
 )
 from ..types import (
+    Embeddings,
     ImagePart,
     Message,
     ModelInfo,
@@ -624,6 +625,7 @@ class GeminiAdapter(Adapter):
         url = self._model_url(req.model, "streamGenerateContent")
         resp = await open_stream(self, "POST", url, headers=self.headers, body=body, params={"alt": "sse"})
         asm = _Assembler()
+        req.usage_so_far = lambda: map_usage(asm.usage)  # every chunk carries the usage so far
         events: list[StreamEvent] = []
         async with resp:
             async for sse in iter_sse(resp, self):
@@ -705,30 +707,38 @@ class GeminiAdapter(Adapter):
         models, _ = await self._models_page(None)
         return models
 
-    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> list[list[float]]:
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> Embeddings:
         if not texts:
-            return []
+            return Embeddings([], 0)
         name = model[len("models/"):] if model.startswith("models/") else model
         url = self._model_url(name, "batchEmbedContents")
         batches = [texts[i : i + EMBED_BATCH] for i in range(0, len(texts), EMBED_BATCH)]
         task = _TASK_TYPES.get(mode) if mode else None
         results = await asyncio.gather(*(self._embed_batch(url, name, b, task) for b in batches))
-        return [v for batch in results for v in batch]
+        counts = [tokens for _, tokens in results]
+        # every batch must have reported usage, or the total is not known (older answers have none, §4.6)
+        total = sum(c for c in counts if c is not None) if all(c is not None for c in counts) else None
+        return Embeddings([v for batch, _ in results for v in batch], total)
 
-    async def _embed_batch(self, url: str, name: str, texts: list[str], task: str | None) -> list[list[float]]:
+    async def _embed_batch(
+        self, url: str, name: str, texts: list[str], task: str | None
+    ) -> tuple[list[list[float]], int | None]:
+        """One batch's vectors and its `usageMetadata.promptTokenCount`, when the answer has one."""
         extra = {"taskType": task} if task else {}
         body = orjson.dumps(
             {"requests": [{"model": f"models/{name}", "content": {"parts": [{"text": t}]}, **extra} for t in texts]}
         )
         result = await request(self, "POST", url, headers=self.headers, body=body)
         try:
-            rows = orjson.loads(result.body)["embeddings"]
-            vectors = [[float(x) for x in row["values"]] for row in rows]
+            data = orjson.loads(result.body)
+            vectors = [[float(x) for x in row["values"]] for row in data["embeddings"]]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise self.protocol_error(f"batchEmbedContents returned an unreadable body ({exc})") from None
         if len(vectors) != len(texts):
             raise self.protocol_error(f"asked for {len(texts)} embeddings, got {len(vectors)}")
-        return vectors
+        meta = data.get("usageMetadata")
+        tokens = meta.get("promptTokenCount") if isinstance(meta, dict) else None
+        return vectors, tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None
 
     # --- errors ----------------------------------------------------------------------------
 

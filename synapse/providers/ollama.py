@@ -29,6 +29,7 @@ from ..errors import (
     UpstreamUnavailableError,
 )
 from ..types import (
+    Embeddings,
     ImagePart,
     Message,
     ModelInfo,
@@ -316,14 +317,15 @@ class OllamaAdapter(Adapter):
     async def verify(self) -> list[ModelInfo]:
         return await self.list_models()
 
-    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> list[list[float]]:
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> Embeddings:
         body = dumps({"model": model, "input": texts})
         result = await self._send("POST", self._embed_url, body)
         data = self._json(result.body)
         vectors = data.get("embeddings") if isinstance(data, Mapping) else None
         if not isinstance(vectors, list) or len(vectors) != len(texts):
             raise self.protocol_error(f"/api/embed returned no embeddings for the {len(texts)} inputs")
-        return vectors
+        tokens = data.get("prompt_eval_count")  # the input tokens of all the texts (reference §10)
+        return Embeddings(vectors, tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None)
 
     # --- errors -----------------------------------------------------------------------
 

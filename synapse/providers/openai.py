@@ -45,6 +45,7 @@ from ..errors import (
     ProviderError,
 )
 from ..types import (
+    Embeddings,
     ImagePart,
     Message,
     ModelInfo,
@@ -157,6 +158,21 @@ class OpenAIAdapter(Adapter):
         self.server_tools = frozenset({"web_search"}) if self._openai else frozenset()
         #: Cleared when a local server rejects `stream_options` (remembered per adapter).
         self._stream_usage = True
+
+    def relay_endpoint(self, endpoint: str) -> tuple[str, Mapping[str, str]]:
+        """URL and headers for the gateway's same-protocol relay (`chat` only)."""
+        if endpoint != "chat":
+            raise BadRequestError(f"{self.spec.label} has no {endpoint} endpoint", provider=self.spec.id)
+        return self._chat_url, self._headers
+
+    def relay_error(self, data: Mapping[str, Any]) -> ProviderError:
+        """The typed error for an error object a relayed stream carried."""
+        return self._error(None, data, None)
+
+    @property
+    def stream_usage(self) -> bool:
+        """Whether this server takes `stream_options.include_usage` (old local servers do not)."""
+        return self._stream_usage
 
     # --- encode ------------------------------------------------------------------------
 
@@ -363,7 +379,7 @@ class OpenAIAdapter(Adapter):
 
     # --- embeddings ---------------------------------------------------------------------------
 
-    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> list[list[float]]:
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> Embeddings:
         if self._deepseek:
             raise BadRequestError(
                 "DeepSeek offers no embedding models: pick another embedding model "
@@ -371,11 +387,16 @@ class OpenAIAdapter(Adapter):
                 provider=self.spec.id,
             )
         out: list[list[float]] = []
+        tokens: int | None = None
         for start in range(0, len(texts), _EMBED_BATCH):
-            out.extend(await self._embed_batch(model, texts[start:start + _EMBED_BATCH]))
-        return out
+            vectors, used = await self._embed_batch(model, texts[start:start + _EMBED_BATCH])
+            out.extend(vectors)
+            if used is not None:
+                tokens = (tokens or 0) + used
+        return Embeddings(out, tokens)
 
-    async def _embed_batch(self, model: str, texts: list[str]) -> list[list[float]]:
+    async def _embed_batch(self, model: str, texts: list[str]) -> tuple[list[list[float]], int | None]:
+        """One request's vectors and its `usage.prompt_tokens` (reference §3.6)."""
         body: dict[str, Any] = {"model": model, "input": texts}
         if self._openai:
             body["encoding_format"] = "base64"  # a quarter of the bytes of JSON floats
@@ -397,7 +418,9 @@ class OpenAIAdapter(Adapter):
             vectors[index] = vec
         if any(v is None for v in vectors):
             raise self.protocol_error("an embedding index is missing")
-        return vectors  # type: ignore[return-value]
+        usage = data.get("usage")
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        return vectors, tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None  # type: ignore[return-value]
 
     # --- errors -------------------------------------------------------------------------------
 

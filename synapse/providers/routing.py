@@ -3,6 +3,8 @@
 `claude-sonnet-4-5` goes to Anthropic as is; `oaic.my-model` goes to the
 OpenAI-compatible cloud as `my-model`; a bare name that matches nothing goes to the
 provider the `mode` setting names (Ollama by default, see BARE_NAME_PROVIDER).
+A name in the `model_aliases` setting (`{"fast": "claude-haiku-4-5"}`) is replaced by
+its target first, for every caller (one level: an alias never names another alias).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from ..errors import UnknownModelError
 from .catalog import PROVIDERS, ProviderSpec, protocol_for
 from .catalog import get as get_spec
 
-__all__ = ["BARE_NAME_PROVIDER", "KNOWN_PREFIXES", "Route", "bare_name_provider", "default_embedding_model", "resolve"]
+__all__ = ["BARE_NAME_PROVIDER", "KNOWN_PREFIXES", "Route", "aliases", "bare_name_provider", "default_embedding_model", "resolve"]
 
 # o1, o3, o4 and their dashed forms (o1-mini, o3-pro, o4-mini-2025-04-16), not "o3x".
 _O_SERIES = re.compile(r"^o[134](?:-|$)")
@@ -89,10 +91,51 @@ class Route:
             object.__setattr__(self, "protocol", self.spec.protocol)
 
 
+_alias_cache: tuple[Any, dict[str, str]] = (None, {})
+
+
+def aliases(settings: Mapping[str, Any] | None) -> dict[str, str]:
+    """The `model_aliases` setting as a dict: a JSON object, or `fast=claude-haiku-4-5, smart=gpt-5`
+    as typed on the command line. Parsed once per distinct value."""
+    global _alias_cache
+    raw = settings.get("model_aliases") if settings is not None else None
+    if not raw:
+        return {}
+    cached_raw, parsed = _alias_cache
+    if raw is cached_raw or (cached_raw is not None and raw == cached_raw):
+        return parsed
+    parsed = _parse_aliases(raw)
+    _alias_cache = (raw, parsed)
+    return parsed
+
+
+def _parse_aliases(raw: Any) -> dict[str, str]:
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.startswith("{"):
+            import json
+
+            try:
+                raw = json.loads(text)
+            except ValueError:
+                raise UnknownModelError(
+                    "the model_aliases setting is not a JSON object: write it as "
+                    '{"fast": "claude-haiku-4-5"} or fast=claude-haiku-4-5, smart=gpt-5'
+                ) from None
+        else:
+            raw = dict(pair.split("=", 1) for pair in text.split(",") if "=" in pair)
+    if not isinstance(raw, Mapping):
+        raise UnknownModelError('the model_aliases setting must map names to models, e.g. {"fast": "claude-haiku-4-5"}')
+    return {str(k).strip(): str(v).strip() for k, v in raw.items() if str(k).strip() and str(v).strip()}
+
+
 def resolve(model: str, settings: Mapping[str, Any] | None = None, purpose: Literal["chat", "embed"] = "chat") -> Route:
     name = model.strip()
     if not name:
         raise UnknownModelError("no model given: pass a model name (e.g. claude-sonnet-4-5) or set `model` in settings")
+    table = aliases(settings)
+    if table:
+        name = table.get(name, name)
     for prefix, spec in _ROUTE_PREFIXES:
         if name.startswith(prefix):
             upstream = name[len(prefix):]

@@ -1,8 +1,16 @@
 """Shared HTTP for every adapter: one pooled aiohttp session per event loop, retries
-with backoff that honours Retry-After, and the SSE / NDJSON readers.
+with backoff that honours Retry-After, a deadline per call, and the SSE / NDJSON readers.
 
 Retries happen only before a response body is handed to the caller: a stream that
 fails after its first event is reported, never silently replayed.
+
+Two limits bound a call. `request_timeout` (ProviderConfig.timeout) is what one attempt
+may wait: to connect, then for each read. `request_deadline` (ProviderConfig.deadline)
+is what the whole call may take, every attempt and every backoff sleep included, so a
+hung provider costs at most the deadline, not timeout x attempts. For a non-streaming
+call the deadline covers the whole answer; for a stream it covers everything until the
+response starts (status and headers received), after which each read has
+`request_timeout` and a long answer is never cut off by the deadline.
 """
 
 from __future__ import annotations
@@ -56,7 +64,10 @@ _sessions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientS
 
 
 def session() -> aiohttp.ClientSession:
-    """The pooled client session of the running event loop, created on first use."""
+    """The pooled client session of the running event loop, created on first use.
+
+    It is closed when its loop closes (see `_close_with_loop`), so `asyncio.run(achat(...))`
+    in a loop leaves no socket and no "Unclosed client session" behind."""
     loop = asyncio.get_running_loop()
     s = _sessions.get(loop)
     if s is None or s.closed:
@@ -65,7 +76,58 @@ def session() -> aiohttp.ClientSession:
         # only pay for that when a proxy is actually configured.
         s = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=_proxy_configured())
         _sessions[loop] = s
+        _close_with_loop(loop)
     return s
+
+
+_HOOK = "_synapse_closes_sessions"
+
+
+def _close_with_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Make `loop.close()` close this loop's session first.
+
+    asyncio has no hook for "this loop is closing", so the loop instance's `close` is
+    wrapped (as minrk/asyncio-atexit does). `asyncio.run`, pytest-asyncio, uvicorn and
+    hand-made loops all end in `close()`, when the loop is stopped and can still run
+    the session's own async close. The wrapper holds the loop weakly, calls any wrapper
+    another library put there first, and is added once per loop. A loop that cannot
+    take an attribute keeps its session until `synapse.aclose()`.
+    """
+    if getattr(loop, _HOOK, False):
+        return
+    earlier = vars(loop).get("close") if hasattr(loop, "__dict__") else None
+    ref = weakref.ref(loop)
+
+    def close() -> None:
+        lp = ref()
+        if lp is None:
+            return
+        _close_on_stopped(lp)
+        if earlier is not None:
+            earlier()
+        else:
+            type(lp).close(lp)
+
+    try:
+        setattr(loop, "close", close)
+        setattr(loop, _HOOK, True)
+    except (AttributeError, TypeError):
+        pass
+
+
+def _close_on_stopped(loop: asyncio.AbstractEventLoop) -> None:
+    s = _sessions.pop(loop, None)
+    if s is None or s.closed or loop.is_closed() or loop.is_running():
+        return
+    try:
+        loop.run_until_complete(_close(s))
+    except Exception:  # a loop that cannot run any more: its sockets go with the process
+        pass
+
+
+async def _close(s: aiohttp.ClientSession) -> None:
+    await s.close()
+    await asyncio.sleep(0)  # let the transports run connection_lost: that closes the sockets
 
 
 def _proxy_configured() -> bool:
@@ -75,14 +137,14 @@ def _proxy_configured() -> bool:
 
 
 async def close_session() -> None:
-    """Close the running loop's session (call before the loop ends)."""
+    """Close the running loop's session now (`synapse.aclose()`); the next call opens a new one."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return
     s = _sessions.pop(loop, None)
     if s is not None and not s.closed:
-        await s.close()
+        await _close(s)
 
 
 class ErrorSource(Protocol):
@@ -156,13 +218,38 @@ def _timeout(source: ErrorSource) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, connect=min(10.0, source.config.timeout), sock_read=source.config.timeout)
 
 
+def _where(spec: ProviderSpec) -> str:
+    return f" (check {spec.base_url_setting})" if spec.base_url_setting else ""
+
+
+def _timed_out(source: ErrorSource, attempts: int, elapsed: float, deadline_hit: bool) -> ProviderTimeoutError:
+    """No answer in time: the whole time waited and the attempts made, and which limit ran out."""
+    spec, cfg = source.spec, source.config
+    tries = f"{attempts} attempt{'s' if attempts != 1 else ''} over {elapsed:.1f} s"
+    if deadline_hit:
+        message = (f"{spec.label} did not answer within the {cfg.deadline:g} s request_deadline ({tries}){_where(spec)}")
+    elif attempts == 1:
+        message = f"{spec.label} did not answer within {cfg.timeout:g} s (request_timeout){_where(spec)}"
+    else:
+        message = (f"{spec.label} did not answer: {tries}, each waiting up to {cfg.timeout:g} s "
+                   f"(request_timeout){_where(spec)}")
+    return ProviderTimeoutError(message, provider=spec.id)
+
+
+def _gave_up(err: ProviderError, attempts: int, elapsed: float, why: str = "") -> ProviderError:
+    """The error of the last attempt, saying how many were made and how long they took."""
+    if attempts > 1 or why:
+        err.message = f"{err.message} (gave up after {attempts} attempt{'s' if attempts != 1 else ''} " \
+                      f"over {elapsed:.1f} s{why})"
+        err.args = (err.message,)
+    return err
+
+
 def _connection_error(source: ErrorSource, url: str, exc: BaseException) -> ProviderError:
     spec = source.spec
-    where = f" (check {spec.base_url_setting})" if spec.base_url_setting else ""
+    where = _where(spec)
     if isinstance(exc, asyncio.TimeoutError):
-        return ProviderTimeoutError(
-            f"{spec.label} did not answer within {source.config.timeout:g} s{where}", provider=spec.id
-        )
+        return _timed_out(source, 1, 0.0, False)
     host = url.split("/")[2] if "://" in url else url
     reason = type(exc).__name__
     if isinstance(exc, aiohttp.ClientConnectorError):
@@ -189,31 +276,45 @@ async def _send(
     sign: Signer | None,
     stream: bool,
 ) -> Any:
-    """The one retry loop: send until a 2xx arrives or the error may not be retried."""
+    """The one retry loop: send until a 2xx arrives, the error may not be retried, or the
+    call's deadline would pass."""
+    cfg = source.config
+    clock = asyncio.get_running_loop().time  # the clock asyncio.timeout_at compares with
+    started = clock()
+    deadline = started + cfg.deadline if cfg.deadline > 0 else None
     attempt = 0
     while True:
         hdrs = sign(method, url, headers, body) if sign is not None else headers
         resp_headers: Mapping[str, str] | None = None
         try:
-            resp = await session().request(method, url, data=body, headers=hdrs, params=params, timeout=_timeout(source))
-            if stream and resp.status < 300:
-                return resp
-            try:
-                data = await resp.read()
-            finally:
-                resp.release()
+            async with asyncio.timeout_at(deadline):
+                resp = await session().request(method, url, data=body, headers=hdrs, params=params, timeout=_timeout(source))
+                if stream and resp.status < 300:
+                    return resp
+                try:
+                    data = await resp.read()
+                finally:
+                    resp.release()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            if isinstance(exc, asyncio.TimeoutError):
+                now = clock()
+                hit = deadline is not None and now >= deadline
+                if hit or attempt >= cfg.max_retries:
+                    raise _timed_out(source, attempt + 1, now - started, hit) from None
             err = _connection_error(source, str(url), exc)
         else:
             if resp.status < 300:
                 return HttpResult(resp.status, resp.headers, data)
             err = source.error_from_response(resp.status, resp.headers, data)
             resp_headers = resp.headers
-        if attempt >= source.config.max_retries or not _should_retry(err, resp_headers):
-            raise err
+        if attempt >= cfg.max_retries or not _should_retry(err, resp_headers):
+            raise _gave_up(err, attempt + 1, clock() - started)
         delay = _delay(attempt, err)
         if delay is None:
-            raise err
+            raise _gave_up(err, attempt + 1, clock() - started)
+        if deadline is not None and clock() + delay >= deadline:
+            why = f"; another attempt would pass the {cfg.deadline:g} s request_deadline"
+            raise _gave_up(err, attempt + 1, clock() - started, why)
         attempt += 1
         await asyncio.sleep(delay)
 

@@ -19,6 +19,7 @@ reported masked (`sk-ant-…a1b2`), an empty key field on save keeps the saved k
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +33,7 @@ from ..providers.catalog import PROVIDERS, CardField, ProviderSpec
 from .app import error
 from .auth import Session
 from .status import StatusBoard
+from .throttle import LoginThrottle
 
 __all__ = ["router"]
 
@@ -94,7 +96,7 @@ def _wants_wait(request: Request) -> bool:
 @router.get("/session")
 async def get_session(request: Request) -> dict[str, Any]:
     s: Session = request.state.session
-    return {"csrf_token": s.csrf, "user": s.user, "login_required": request.app.state.login_required}
+    return {"csrf_token": s.csrf, "user": s.user, "login_required": request.state.login_required}
 
 
 @router.post("/login")
@@ -103,22 +105,27 @@ async def login(request: Request) -> JSONResponse:
         data = await _json_object(request)
     except BadInput as exc:
         return _bad(exc)
-    username = str(data.get("username") or "").strip()
-    password = str(data.get("password") or "")
-    if not username or not password:
+    username, password = data.get("username"), data.get("password")
+    if not isinstance(username, str) or not isinstance(password, str) or not username.strip() or not password:
         return error(400, "enter your username and password")
-    sessions = request.app.state.sessions
-    throttle_key = f"{request.client.host if request.client else '?'}:{username}"
-    if sessions.throttled(throttle_key):
-        return error(429, "too many failed logins: wait a minute and try again")
-    ok = await asyncio.to_thread(request.app.state.users.check, username, password)
+    username = username.strip()
+    throttle: LoginThrottle = request.app.state.throttle
+    client: str = request.state.client
+    stamp, wait = throttle.attempt(client, username)
+    if wait:
+        seconds = max(1, math.ceil(wait))
+        return error(429, f"too many failed logins: wait {_duration(seconds)} and try again",
+                     {"Retry-After": str(seconds)}, kind="throttled", retry_after=seconds)
+    async with _password_checks(request):
+        ok = await asyncio.to_thread(request.app.state.users.check, username, password)
     if not ok:
-        sessions.failed(throttle_key)
         return error(401, "wrong username or password", kind="login")
+    throttle.succeeded(client, username, stamp)
+    sessions = request.app.state.sessions
     old: Session = request.state.session
     sessions.drop(old.id)
-    new = sessions.new(user=username)
-    request.state.session = new  # the middleware sets the new cookie
+    new = sessions.login(username)
+    request.state.session = new  # the security layer sets the new cookie
     return JSONResponse({"user": username, "csrf_token": new.csrf})
 
 
@@ -126,9 +133,24 @@ async def login(request: Request) -> JSONResponse:
 async def logout(request: Request) -> dict[str, Any]:
     sessions = request.app.state.sessions
     sessions.drop(request.state.session.id)
-    new = sessions.new()
+    new = sessions.anonymous()
     request.state.session = new
     return {"user": None, "csrf_token": new.csrf}
+
+
+def _password_checks(request: Request) -> asyncio.Semaphore:
+    """At most two scrypt checks at a time (16 MiB and ~50 ms of CPU each)."""
+    state = request.app.state
+    sem = getattr(state, "password_checks", None)
+    if sem is None:
+        sem = state.password_checks = asyncio.Semaphore(2)
+    return sem
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} s"
+    return f"{math.ceil(seconds / 60)} minutes"
 
 
 # --- providers --------------------------------------------------------------------------
@@ -144,6 +166,7 @@ def _field_view(f: CardField, s: settings_mod.Settings) -> dict[str, Any]:
         "required": f.required,
         "placeholder": f.placeholder,
         "help": f.help,
+        "advanced": f.advanced,
         "source": s.source(f.setting),
     }
     if f.kind == "secret" or settings_mod.is_secret(f.setting):
@@ -309,7 +332,7 @@ async def verify_provider(request: Request, provider_id: str) -> JSONResponse:
         board.start(spec, s, on_demand=True)
     elif not board.configured(spec, s):
         card = _card(spec, s, board)
-        return JSONResponse({**card, "error": f"{spec.label} is not set up yet: fill in its fields and Save"}, status_code=400)
+        return JSONResponse({**card, "detail": f"{spec.label} is not set up yet: fill in its fields and Save"}, status_code=400)
     else:
         board.start(spec, s)
     if _wants_wait(request):
@@ -323,17 +346,17 @@ async def inference_profiles(request: Request) -> JSONResponse:
     s = _load()
     board = _board(request)
     if not board.configured(spec, s):
-        return JSONResponse({"profiles": [], "error": "save an API key and region first"})
+        return JSONResponse({"profiles": [], "detail": "save an API key and region first"})
     try:
         adapter = board.factory(spec, s)
         lister = getattr(adapter, "list_inference_profiles", None)
         if lister is None:
-            return JSONResponse({"profiles": [], "error": "this build cannot list inference profiles; type an id or ARN"})
+            return JSONResponse({"profiles": [], "detail": "this build cannot list inference profiles; type an id or ARN"})
         raw = await asyncio.wait_for(lister(), board.timeout)
     except Exception as exc:  # shown under the dropdown; typing a value still works
         from ..providers.base import redact
 
-        return JSONResponse({"profiles": [], "error": redact(str(exc) or type(exc).__name__, spec.configure(s).api_key)})
+        return JSONResponse({"profiles": [], "detail": redact(str(exc) or type(exc).__name__, spec.configure(s).api_key)})
     profiles = []
     for p in raw or []:
         if isinstance(p, Mapping):
@@ -342,7 +365,7 @@ async def inference_profiles(request: Request) -> JSONResponse:
             name = str(p.get("name") or p.get("inferenceProfileName") or pid)
             if pid or arn:
                 profiles.append({"id": pid or arn, "name": name, "arn": arn})
-    return JSONResponse({"profiles": profiles, "error": ""})
+    return JSONResponse({"profiles": profiles, "detail": ""})
 
 
 # --- models -----------------------------------------------------------------------------
@@ -364,7 +387,27 @@ async def list_models(request: Request) -> dict[str, Any]:
                 "models": [{"id": m.id, "label": m.label, "embedding": m.embedding} for m in models],
             }
         )
-    return {"model": s.get_str("model"), "groups": groups, "pending": board.pending()}
+    model = s.get_str("model")
+    return {"model": model, "model_warning": _model_problem(model, s, board), "groups": groups,
+            "pending": board.pending()}
+
+
+def _model_problem(model: str, s: settings_mod.Settings, board: StatusBoard) -> str:
+    """Why `model` cannot be used as things are set up now ("" when it can)."""
+    if not model:
+        return ""
+    from ..providers.routing import resolve
+
+    try:
+        spec = resolve(model, s).spec
+    except SettingsError:
+        raise
+    except SynapseError as exc:
+        return str(exc)
+    if spec.protocol == "huggingface" or board.configured(spec, s):
+        return ""
+    return (f"{model} needs {spec.label}, which is not connected: "
+            f"fill in the {spec.label} card on Settings → Models and Save first")
 
 
 @router.get("/settings/model")
@@ -386,16 +429,11 @@ async def set_model(request: Request) -> JSONResponse:
         model = model.strip()
         if model and not _MODEL_NAME.match(model):
             raise BadInput("a model name has no spaces, e.g. claude-sonnet-4-5 or oaic.my-model", "model")
-        if model:
-            from ..providers.routing import resolve
-
-            resolve(model, _load())
+        problem = _model_problem(model, _load(), _board(request))
+        if problem:
+            raise BadInput(problem, "model")
     except BadInput as exc:
         return _bad(exc)
-    except SettingsError:
-        raise
-    except SynapseError as exc:
-        return error(400, str(exc), field="model")
     s = settings_mod.update({"model": model or None})
     return JSONResponse({"model": s.get_str("model")})
 

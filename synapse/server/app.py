@@ -1,49 +1,55 @@
 """The web app: pages, the /api JSON API behind them, and the security around both.
 
 `create_app(host=...)` builds it. Bound to loopback it needs no login; on any other
-address every page and API call needs a logged-in session. Either way:
+address (or through a trusted proxy) every page and API call needs a logged-in session.
+Either way (see security.py):
 
-* state-changing requests need the session's CSRF token (`X-CSRF-Token`) and, when
-  the browser sends one, an Origin equal to this server;
+* state-changing requests need the CSRF token (`X-CSRF-Token`) and, when the browser
+  sends one, an Origin equal to this server;
 * on loopback the Host header must be a loopback name (no DNS rebinding);
-* pages get a strict Content-Security-Policy; API answers are never cached.
+* pages get a strict Content-Security-Policy; API answers are never cached;
+* request bodies are limited per path prefix (limits.py), 1 MiB on /api.
+
+Every /api error is `{"detail": "<message>", ...}` (plus `kind` or `field` where they
+help); a browser asking for a page that does not exist gets a 404 page.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
-
-import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import SettingsError
-from ..agents.access import is_api_client
-from .auth import CSRF_HEADER, SESSION_COOKIE, SESSION_TTL, Session, SessionStore, UserStore, is_loopback
+from .auth import SessionStore, UserStore, is_loopback
+from .limits import KiB, MiB, BodyLimit
+from .proxies import TrustedProxies, from_settings
+from .security import Security, local_path
 from .status import AdapterFactory, StatusBoard
+from .throttle import LoginThrottle
 
-__all__ = ["create_app"]
+__all__ = ["BODY_LIMITS", "create_app", "error"]
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: Reachable without a login when one is required.
-_PUBLIC = ("/login", "/api/session", "/api/login", "/static/", "/favicon.ico")
-_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
-)
+#: Request body limits by path prefix (the longest match wins). A login is a few dozen bytes
+#: and is reachable before one; a chat turn may carry images (the Chat page takes 10 MB
+#: each, 13.4 MB as base64); the pages send no other bodies.
+BODY_LIMITS: dict[str, int] = {"/api/": 1 * MiB, "/api/login": 4 * KiB, "/api/v1/": 32 * MiB, "/": 64 * KiB}
 
 
-def error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+def error(status: int, message: str, headers: Mapping[str, str] | None = None, /, **extra: Any) -> JSONResponse:
+    """The one error shape of /api: `{"detail": message, **extra}`."""
+    return JSONResponse({"detail": message, **extra}, status_code=status, headers=headers)
 
 
 def create_app(
@@ -54,10 +60,22 @@ def create_app(
     users: UserStore | None = None,
     require_login: bool | None = None,
     on_ready: Callable[[], None] | None = None,
+    trusted_proxies: TrustedProxies | str | None = None,
+    body_limits: Mapping[str, int] | None = None,
+    sessions: SessionStore | None = None,
+    throttle: LoginThrottle | None = None,
 ) -> FastAPI:
+    """The web app for a server bound to `host`.
+
+    `trusted_proxies` defaults to the setting of that name (read once, here);
+    `body_limits` replaces BODY_LIMITS. The others exist for tests.
+    """
     loopback = is_loopback(host)
     login_required = (not loopback) if require_login is None else require_login
     board = StatusBoard(adapter_factory) if check_timeout is None else StatusBoard(adapter_factory, check_timeout)
+    if trusted_proxies is None:
+        trusted_proxies = from_settings()
+    proxies = trusted_proxies if isinstance(trusted_proxies, TrustedProxies) else TrustedProxies.parse(trusted_proxies)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -66,75 +84,27 @@ def create_app(
         yield
         await board.close()
         from ..providers.transport import close_session
+        from ..usage.ledger import ledger
 
         await close_session()
+        # uvicorn re-raises SIGTERM after shutdown, so no atexit hook runs: write the usage now
+        await asyncio.to_thread(ledger.drain)
 
     app = FastAPI(title="Synapse", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.board = board
-    app.state.sessions = SessionStore()
+    app.state.sessions = sessions or SessionStore()
+    app.state.throttle = throttle or LoginThrottle()
     app.state.users = users or UserStore()
     app.state.login_required = login_required
     app.state.loopback = loopback
-
-    @app.middleware("http")
-    async def security(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        path = request.url.path
-        host_header = request.headers.get("host", "")
-        if loopback and not is_loopback(urlsplit("//" + host_header).hostname or ""):
-            return error(400, f"this server answers only to loopback names, not Host {host_header[:100]!r}")
-        sessions: SessionStore = app.state.sessions
-        session = sessions.get(request.cookies.get(SESSION_COOKIE))
-        fresh = session is None
-        if session is None:
-            session = sessions.new()
-        request.state.session = session
-        # Programs calling /api/v1 (no cookie, or an API key) are judged by its own access check.
-        api_client = is_api_client(request)
-
-        if login_required and session.user is None and not path.startswith(_PUBLIC) and not api_client:
-            if path.startswith("/api/"):
-                response: Response = error(401, "log in first", kind="login")
-            else:
-                response = RedirectResponse("/login", status_code=303)
-            return _finish(response, session, fresh, path)
-
-        if request.method not in _SAFE_METHODS and not api_client:
-            problem = _csrf_problem(request, session, fresh)
-            if problem:
-                return _finish(error(403, problem, kind="csrf"), session, fresh, path)
-        try:
-            response = await call_next(request)
-        except SettingsError as exc:
-            response = error(500, str(exc), kind="settings")
-        return _finish(response, request.state.session, fresh or request.state.session is not session, path)
-
-    def _finish(response: Response, session: Session, set_cookie: bool, path: str) -> Response:
-        if set_cookie:
-            response.set_cookie(
-                SESSION_COOKIE, session.id, max_age=SESSION_TTL, httponly=True, samesite="strict",
-                secure=False, path="/",
-            )
-        h = response.headers
-        h.setdefault("X-Content-Type-Options", "nosniff")
-        h.setdefault("Referrer-Policy", "no-referrer")
-        h.setdefault("X-Frame-Options", "DENY")
-        if path.startswith("/api/"):
-            h["Cache-Control"] = "no-store"
-        elif not path.startswith("/static/"):
-            h.setdefault("Content-Security-Policy", _CSP)
-            h["Cache-Control"] = "no-store"
-        return response
-
-    @app.exception_handler(SettingsError)
-    async def settings_error(request: Request, exc: SettingsError) -> JSONResponse:
-        return error(500, str(exc), kind="settings")
+    app.state.proxies = proxies
+    app.add_middleware(
+        Security, loopback=loopback, login_required=login_required, sessions=app.state.sessions, proxies=proxies
+    )
+    app.add_middleware(BodyLimit, limits=BODY_LIMITS if body_limits is None else body_limits)
+    _error_handlers(app)
 
     # --- pages -----------------------------------------------------------------------
-
-    def page(name: str, request: Request) -> HTMLResponse:
-        session: Session = request.state.session
-        slug = name.removesuffix(".html")
-        return HTMLResponse(_templates().get_template(name).render(csrf=session.csrf, user=session.user or "", page=slug))
 
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:
@@ -142,11 +112,11 @@ def create_app(
 
     @app.get("/chat", include_in_schema=False)
     async def chat_page(request: Request) -> HTMLResponse:
-        return page("chat.html", request)
+        return render(request, "chat.html")
 
     @app.get("/agents", include_in_schema=False)
     async def agents_page(request: Request) -> HTMLResponse:
-        return page("agents.html", request)
+        return render(request, "agents.html")
 
     @app.get("/settings", include_in_schema=False)
     async def settings_index() -> RedirectResponse:
@@ -154,17 +124,22 @@ def create_app(
 
     @app.get("/settings/models", include_in_schema=False)
     async def models_page(request: Request) -> HTMLResponse:
-        return page("models.html", request)
+        return render(request, "models.html")
 
     @app.get("/settings/usage", include_in_schema=False)
     async def usage_page(request: Request) -> HTMLResponse:
-        return page("usage.html", request)
+        return render(request, "usage.html")
+
+    @app.get("/settings/keys", include_in_schema=False)
+    async def keys_page(request: Request) -> HTMLResponse:
+        return render(request, "keys.html")
 
     @app.get("/login", include_in_schema=False)
     async def login_page(request: Request) -> Response:
-        if not login_required or request.state.session.user:
-            return RedirectResponse("/settings/models", status_code=303)
-        return page("login.html", request)
+        target = local_path(request.query_params.get("next"))
+        if not request.state.login_required or request.state.session.user:
+            return RedirectResponse(target, status_code=303)
+        return render(request, "login.html", next=target)
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:
@@ -182,24 +157,59 @@ def create_app(
     from ..memory.api import router as memory_router
 
     app.include_router(memory_router)
+    from ..gateway.api import router as keys_router
+
+    app.include_router(keys_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
 
-def _csrf_problem(request: Request, session: Session, fresh: bool) -> str:
-    origin = request.headers.get("origin")
-    if origin and origin != "null":
-        want = f"{request.url.scheme}://{request.headers.get('host', '')}"
-        if origin.rstrip("/") != want:
-            return f"cross-site request refused (Origin {origin[:100]} is not this server)"
-    elif origin == "null":
-        return "cross-site request refused (opaque Origin)"
-    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        return "cross-site request refused"
-    token = request.headers.get(CSRF_HEADER, "")
-    if fresh or not token or not hmac.compare_digest(token.encode(), session.csrf.encode()):
-        return "missing or stale CSRF token: reload the page and try again"
-    return ""
+def render(request: Request, name: str, status: int = 200, **extra: Any) -> HTMLResponse:
+    """A page from templates/, with the visitor's CSRF token and user name."""
+    session = request.state.session
+    slug = name.removesuffix(".html")
+    html = _templates().get_template(name).render(csrf=session.csrf, user=session.user or "", page=slug, **extra)
+    return HTMLResponse(html, status_code=status)
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Every /api error as `{"detail": ...}`; a 404 page for browsers everywhere else."""
+
+    @app.exception_handler(SettingsError)
+    async def settings_error(request: Request, exc: SettingsError) -> JSONResponse:
+        return error(500, str(exc), kind="settings")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        path = request.url.path
+        if path.startswith("/api/") or path == "/api":
+            message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+            if exc.status_code == 404 and message == "Not Found":
+                message = f"no such API endpoint: {path[:200]}"
+            elif exc.status_code == 405:
+                message = f"{request.method} is not allowed on {path[:200]}"
+            return JSONResponse({"detail": message}, status_code=exc.status_code, headers=exc.headers)
+        if exc.status_code == 404 and "state" in request.scope and "session" in request.scope["state"]:
+            return render(request, "404.html", 404, path=path[:200])
+        return Response(str(exc.detail), status_code=exc.status_code, media_type="text/plain; charset=utf-8")
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = exc.errors()
+        first = problems[0] if problems else {}
+        loc = [str(x) for x in first.get("loc", ()) if x not in ("query", "path", "body")]
+        name = ".".join(loc)
+        message = str(first.get("msg", "invalid input"))
+        message = message[:1].lower() + message[1:]
+        return error(422, f"{name}: {message}" if name else message, **({"field": name} if name else {}))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette re-raises after this answer, so the traceback still reaches the server log.
+        if request.url.path.startswith("/api/"):
+            return error(500, "Synapse hit an unexpected error; the server log has the details", kind="internal")
+        return Response("Synapse hit an unexpected error; the server log has the details.", status_code=500,
+                        media_type="text/plain; charset=utf-8")
 
 
 @functools.cache

@@ -2,12 +2,13 @@
 
 * Users live in `<data folder>/users.json` (mode 0600): a username and a scrypt hash
   of a password of at least 8 characters. `synapse user set NAME` writes it.
-* A browser session is a random id in an HttpOnly, SameSite=Strict cookie; the server
-  keeps the session (user, CSRF token) in memory, so a restart logs everyone out.
-* Every state-changing request (POST/PUT/PATCH/DELETE) must carry the session's CSRF
-  token in `X-CSRF-Token`, and its Origin (when the browser sends one) must be this
-  server. That holds on loopback too: any page open in the user's browser can send a
-  request to 127.0.0.1:8000.
+* A browser holds a random id in an HttpOnly, SameSite=Strict cookie (Secure over
+  https). The server stores a session only at login (user, expiry), in memory, bounded,
+  so a restart logs everyone out and cookieless requests cost no memory.
+* Every state-changing request (POST/PUT/PATCH/DELETE) must carry the CSRF token in
+  `X-CSRF-Token`: an HMAC of the cookie's id under a per-process secret. Its Origin (when
+  the browser sends one) must be this server. That holds on loopback too: any page open
+  in the user's browser can send a request to 127.0.0.1:8000.
 * On loopback the Host header must be a loopback name, which stops DNS rebinding.
 """
 
@@ -27,6 +28,7 @@ from pathlib import Path
 
 __all__ = [
     "MIN_PASSWORD",
+    "Session",
     "SessionStore",
     "UserStore",
     "is_loopback",
@@ -37,6 +39,9 @@ MIN_PASSWORD = 8
 SESSION_COOKIE = "synapse_session"
 CSRF_HEADER = "x-csrf-token"
 SESSION_TTL = 14 * 24 * 3600
+#: Logged-in sessions kept at most (each needs a password; the oldest go first).
+MAX_SESSIONS = 10_000
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 _USERNAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
 # scrypt cost: n=2**14, r=8, p=1 (16 MiB, ~50 ms): OWASP's minimum for interactive logins.
 _N, _R, _P = 2**14, 8, 1
@@ -155,6 +160,8 @@ _DUMMY_HASH = hash_password("not-a-real-password", salt=b"\0" * 16)
 
 @dataclass
 class Session:
+    """One browser: the cookie's random id, the CSRF token derived from it, and the user if logged in."""
+
     id: str
     csrf: str
     user: str | None = None
@@ -162,14 +169,30 @@ class Session:
 
 
 class SessionStore:
-    """In-memory browser sessions with their CSRF tokens; also throttles failed logins."""
+    """Logged-in sessions, in memory, bounded and expiring; anonymous visitors cost nothing.
 
-    def __init__(self) -> None:
+    A visitor without a login (every visitor on loopback) holds only a random id in its
+    cookie; the CSRF token is an HMAC of that id under a secret made at start, so the
+    server keeps no record of it (signed double-submit). Only `login()` stores a session:
+    at most `max_sessions`, each for `ttl` seconds; the oldest go first when full.
+    """
+
+    def __init__(self, *, secret: bytes | None = None, max_sessions: int = MAX_SESSIONS, ttl: float = SESSION_TTL) -> None:
+        self._secret = secret or secrets.token_bytes(32)
         self._sessions: dict[str, Session] = {}
-        self._failures: dict[str, list[float]] = {}
         self._lock = threading.Lock()
+        self.max_sessions = max_sessions
+        self.ttl = ttl
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def csrf_for(self, session_id: str) -> str:
+        mac = hmac.new(self._secret, session_id.encode("ascii", "replace"), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode("ascii").rstrip("=")
 
     def get(self, session_id: str | None) -> Session | None:
+        """The logged-in session with this id, or None (unknown, expired or anonymous)."""
         if not session_id:
             return None
         with self._lock:
@@ -179,26 +202,30 @@ class SessionStore:
                 return None
             return s
 
-    def new(self, user: str | None = None) -> Session:
-        s = Session(id=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(32), user=user)
+    def anonymous(self, session_id: str | None = None) -> Session:
+        """A visitor without a login: the cookie's id (a new one when it has none). Not stored."""
+        if not session_id or not valid_session_id(session_id):
+            session_id = secrets.token_urlsafe(32)
+        return Session(id=session_id, csrf=self.csrf_for(session_id))
+
+    def login(self, user: str) -> Session:
+        """A new stored session for `user` (a new id: the old cookie's id is never reused)."""
+        sid = secrets.token_urlsafe(32)
+        s = Session(id=sid, csrf=self.csrf_for(sid), user=user, expires=time.time() + self.ttl)
         with self._lock:
-            if len(self._sessions) > 10_000:  # drop the expired ones before growing further
+            if len(self._sessions) >= self.max_sessions:
                 now = time.time()
                 self._sessions = {k: v for k, v in self._sessions.items() if v.expires >= now}
-            self._sessions[s.id] = s
+                while len(self._sessions) >= self.max_sessions:  # still full: drop the oldest logins
+                    del self._sessions[next(iter(self._sessions))]
+            self._sessions[sid] = s
         return s
 
     def drop(self, session_id: str) -> None:
         with self._lock:
             self._sessions.pop(session_id, None)
 
-    def throttled(self, key: str, limit: int = 5, window: float = 60.0) -> bool:
-        now = time.time()
-        with self._lock:
-            recent = [t for t in self._failures.get(key, []) if now - t < window]
-            self._failures[key] = recent
-            return len(recent) >= limit
 
-    def failed(self, key: str) -> None:
-        with self._lock:
-            self._failures.setdefault(key, []).append(time.time())
+def valid_session_id(value: str) -> bool:
+    """What `secrets.token_urlsafe(32)` makes; anything else in the cookie is ignored."""
+    return 32 <= len(value) <= 64 and set(value) <= _ID_CHARS

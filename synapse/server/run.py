@@ -1,4 +1,9 @@
-"""`synapse serve`: bind, refuse an unprotected public address, start uvicorn, print the URL."""
+"""`synapse serve`: bind, refuse an unprotected public address, start uvicorn, print the URL.
+
+`uvicorn_settings()` is the one place the server's connection behaviour is set (timeouts,
+limits, logging); every process that serves the app (one, or each of several workers)
+builds its `uvicorn.Config` from it.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,16 @@ import argparse
 import errno
 import socket
 import sys
+from typing import Any
 
-__all__ = ["serve"]
+__all__ = ["HEADER_TIMEOUT", "KEEP_ALIVE", "max_connections", "serve", "uvicorn_settings"]
+
+#: Seconds a connection has to send a complete request head, from opening and between requests.
+HEADER_TIMEOUT = 10.0
+#: Seconds an idle keep-alive connection stays open after a response.
+KEEP_ALIVE = 5
+#: Bytes of request line and headers accepted per request.
+MAX_HEAD = 64 * 1024
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -37,9 +50,11 @@ _LOG_CONFIG = {
         "default": {"format": "%(levelname)s: %(message)s"},
         "access": {"()": "uvicorn.logging.AccessFormatter", "fmt": '%(client_addr)s "%(request_line)s" %(status_code)s', "use_colors": False},
     },
+    "filters": {"no_gateway": {"()": "synapse.server.root.NoGatewayAccessLines"}},
     "handlers": {
         "default": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"},
-        "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout"},
+        "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout",
+                   "filters": ["no_gateway"]},
     },
     "loggers": {
         "uvicorn": {"handlers": ["default"], "level": "WARNING", "propagate": False},
@@ -51,6 +66,48 @@ _LOG_CONFIG = {
 
 class _ServeError(Exception):
     pass
+
+
+def max_connections() -> int:
+    """Open connections allowed: what the file limit leaves after 256 descriptors for the
+    rest of the process (database, provider connections, logs), at most 2,048."""
+    soft = 1024
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            soft = 65536
+    except (ImportError, ValueError, OSError):
+        pass
+    return max(32, min(2048, soft - 256))
+
+
+def uvicorn_settings(
+    *, header_timeout: float = HEADER_TIMEOUT, keep_alive: int = KEEP_ALIVE, connections: int | None = None,
+    max_head: int = MAX_HEAD,
+) -> dict[str, Any]:
+    """The `uvicorn.Config(app, **uvicorn_settings())` keyword arguments of `synapse serve`."""
+    from .connections import guarded
+
+    limit = connections or max_connections()
+    return {
+        "http": guarded(header_timeout, limit, max_head),
+        "timeout_keep_alive": keep_alive,
+        # uvicorn's own limit answers 503 to a request once this many connections or
+        # requests are open; the guard above already refuses connections past `limit`.
+        "limit_concurrency": limit + 1,
+        "h11_max_incomplete_event_size": max_head,
+        # X-Forwarded-* are the app's business, and only from `trusted_proxies` (uvicorn
+        # would believe them from 127.0.0.1, i.e. from any local process).
+        "proxy_headers": False,
+        "log_config": _LOG_CONFIG,
+        "access_log": True,
+        "server_header": False,
+        "date_header": True,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 3,
+    }
 
 
 def url_for(host: str, port: int) -> str:
@@ -85,6 +142,20 @@ def serve(args: argparse.Namespace) -> int:
         )
         return 2
     try:
+        from .proxies import from_settings
+
+        proxies = from_settings()
+    except ValueError as exc:
+        print(f"synapse: {exc}; fix it with `synapse config set trusted_proxies ...`", file=sys.stderr)
+        return 2
+    if proxies and not has_users:
+        print(
+            "synapse: trusted_proxies is set, and requests through a proxy need a login: create one with "
+            "`synapse user set USERNAME`, then run serve again",
+            file=sys.stderr,
+        )
+        return 2
+    try:
         sock = _bind(host, port)
     except _ServeError as exc:
         print(f"synapse: {exc}", file=sys.stderr)
@@ -98,23 +169,29 @@ def serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from .app import create_app
+    from .root import HOST_ENV, create_root
 
-    app = create_app(host, users=users, on_ready=ready)
-    config = uvicorn.Config(
-        app,
-        log_config=_LOG_CONFIG,
-        access_log=True,
-        server_header=False,
-        date_header=True,
-        lifespan="on",
-        timeout_graceful_shutdown=3,
-    )
+    workers = max(1, int(getattr(args, "workers", None) or 1))
+    if workers > 1:  # each process imports the app by name (spawned, not forked)
+        import os
+
+        os.environ[HOST_ENV] = host
+        app: Any = "synapse.server.root:from_env"
+    else:
+        app = create_root(host, users=users, on_ready=ready, trusted_proxies=proxies)
+    config = uvicorn.Config(app, factory=workers > 1, workers=workers, **uvicorn_settings())
     server = uvicorn.Server(config)
     try:
-        server.run(sockets=[sock])
+        if workers > 1:
+            from uvicorn.supervisors import Multiprocess
+
+            ready()
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
         sock.close()
     return 0
+

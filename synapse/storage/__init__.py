@@ -27,6 +27,8 @@ __all__ = ["HEAD_REVISION", "current_revision", "database_url", "dispose_all", "
 HEAD_REVISION = "0004"
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+#: How long a SQLite connection waits for another connection's lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 10_000
 _engines: dict[str, "sa.Engine"] = {}
 _lock = threading.RLock()
 
@@ -53,7 +55,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.close()
 
 

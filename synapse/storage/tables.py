@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = [
-    "agents", "chat_sessions", "memories", "memory_history", "memory_scopes", "memory_vectors", "metadata",
+    "agents", "api_keys", "chat_sessions", "memories", "memory_history", "memory_scopes", "memory_vectors", "metadata",
     "session_messages", "unmanaged", "usage_calls",
 ]
 
@@ -37,10 +37,28 @@ usage_calls = sa.Table(
     sa.Column("latency_ms", sa.Float, nullable=False, server_default="0"),
     sa.Column("ttft_ms", sa.Float),
     sa.Column("outcome", sa.String(32), nullable=False, server_default="ok"),
+    sa.Column("key_name", sa.String(64)),  # the gateway API key the call came with
     sa.Index("ix_usage_calls_ts", "ts"),
     sa.Index("ix_usage_calls_day", "day"),
     sa.Index("ix_usage_calls_session", "session"),
     sa.Index("ix_usage_calls_agent", "agent"),
+    sa.Index("ix_usage_calls_key_name", "key_name"),
+)
+
+#: Gateway API keys (`sk-syn-…`), stored as a SHA-256 of the key: the key itself is
+#: shown once, when it is made. Spend and last use come from `usage_calls.key_name`.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(32), nullable=False),  # the first characters, to recognise it
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),  # hex SHA-256 of the whole key
+    sa.Column("models", sa.Text, nullable=False, server_default=""),  # "claude-*,gpt-5*"; empty: any
+    sa.Column("budget_usd", sa.Float),  # NULL: no budget
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("expires", sa.Float),  # NULL: never
+    sa.Column("revoked", sa.Float),  # NULL: active
 )
 
 #: Agents: a named assistant with a system prompt, an optional model and tools.

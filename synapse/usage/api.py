@@ -3,9 +3,9 @@
 Mount it in the web app with `app.include_router(synapse.usage.api.router)`.
 
     GET /api/usage                     everything: totals, by_provider, by_model, by_agent,
-                                       by_day, series, recent, ledger  (?since=&until=&recent=20)
+                                       by_key, by_day, series, recent, ledger  (?since=&until=&recent=20)
     GET /api/usage/summary             totals only
-    GET /api/usage/breakdown/{by}      by = provider | model | agent | day
+    GET /api/usage/breakdown/{by}      by = provider | model | agent | key | day
     GET /api/usage/series              cost and savings per day (chart)
     GET /api/usage/recent?limit=50     the latest calls
     GET /api/usage/export.csv          every call of the period as CSV

@@ -1,4 +1,4 @@
-"""`synapse usage [--json] [--since DATE] [--until DATE] [--csv]`.
+"""`synapse usage [--json] [--since DATE] [--until DATE] [--csv] [--by provider|model|agent|key|day]`.
 
 The lead wires it into the main parser with `synapse.usage.cli.register(sub)`;
 `python -m synapse.usage.cli ...` runs it on its own.
@@ -30,6 +30,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     from ..cli import int_range
 
     p.add_argument("--recent", type=int_range(0, 100_000), default=10, help="how many recent calls to list (default 10; 0: none)")
+    p.add_argument("--by", choices=("provider", "model", "agent", "key", "day"),
+                   help="only this breakdown (key: the gateway API key each call came with)")
     p.set_defaults(func=cmd_usage)
     return p
 
@@ -62,7 +64,11 @@ def _table(rows: list[dict[str, Any]], key: str) -> list[str]:
     return lines
 
 
-def render(data: dict[str, Any]) -> str:
+_BREAKDOWNS = (("By provider", "provider"), ("By model", "model"), ("By agent", "agent"), ("By API key", "key"),
+               ("By day", "day"))
+
+
+def render(data: dict[str, Any], by: str | None = None) -> str:
     t = data["totals"]
     since = data["period"]["since"] or "the beginning"
     until = data["period"]["until"] or "now"
@@ -81,10 +87,10 @@ def render(data: dict[str, Any]) -> str:
         f"cache hit rate   {_pct(t['cache_hit_rate'])}",
         f"response cache   {t['response_cache_hits']} hits ({_pct(t['response_cache_hit_rate'])})",
     ]
-    for title, key, rows in (("By provider", "provider", data["by_provider"]), ("By model", "model", data["by_model"]),
-                             ("By agent", "agent", data["by_agent"]), ("By day", "day", data["by_day"])):
-        out += ["", f"{title}:"] + _table(rows, key)
-    if data["recent"]:
+    for title, key in _BREAKDOWNS:
+        if by is None or by == key:
+            out += ["", f"{title}:"] + _table(data[f"by_{key}"], key)
+    if data["recent"] and by is None:
         out += ["", "Recent calls:"]
         for r in data["recent"]:
             flag = " [response cache]" if r["response_cache_hit"] else ""
@@ -134,10 +140,11 @@ def _print_usage(args: argparse.Namespace, start: float | None, end: float | Non
             sys.stdout.write(rep.csv_text(conn, start, end))
         return 0
     data = rep.report(None, args.since, args.until, recent=args.recent)
+    by = getattr(args, "by", None)
     if args.json:
-        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(data[f"by_{by}"] if by else data, indent=2, ensure_ascii=False) + "\n")
     else:
-        sys.stdout.write(render(data))
+        sys.stdout.write(render(data, by))
     return 0
 
 

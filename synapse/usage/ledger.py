@@ -1,14 +1,29 @@
 """The usage ledger: every provider call becomes one row of `usage_calls`.
 
 The call path only puts its `CallRecord` on a queue (`record`, about a microsecond);
-a daemon thread drains the queue in batches, prices each call (`prices.price`) and
-inserts the rows in one transaction. SQLAlchemy, Alembic and genai-prices are
-imported by that thread, never by the caller. `flush()` waits until everything queued
-so far is written; it runs at interpreter exit too, so a clean shutdown loses nothing.
+a daemon thread drains the queue, prices each call (`prices.price`) and inserts the
+rows in batches, lingering up to `LINGER_SECONDS` (200 ms) to gather one. SQLAlchemy,
+Alembic and genai-prices are imported by that thread, never by the caller.
 
 Each record is written to the database of the settings its call ran under
 (`storage.database_url(record.settings)`), so one process can serve several data
-folders (tests do).
+folders (tests do). A database that refuses writes for a while (locked by another
+process, a server down) loses nothing: its rows wait in order and are retried, with
+memory bounded by a spill file (see `backlog.py`).
+
+When rows are written, and what can still lose them:
+
+* `flush()` waits until every record queued before it is written.
+* Normal exit and Ctrl+C: an atexit hook (`drain()`) writes everything queued, and moves
+  what a failing database still holds to its spill file for the next process (no
+  waiting for that database to recover).
+* SIGTERM: the first time the ledger starts in the main thread, if SIGTERM still has its
+  default action, a handler is installed that does the same, then restores the default
+  and re-raises SIGTERM (the exit status stays "killed by SIGTERM"). A handler the
+  application set is never replaced. `synapse serve` flushes in the app's shutdown.
+* `kill -9` (or a power cut) loses what was queued and not yet written: at most the
+  records of the last linger window (200 ms; bench/bench_linger.py measures what the
+  linger buys) plus whatever a failing database held in memory.
 """
 
 from __future__ import annotations
@@ -17,23 +32,38 @@ import atexit
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from .backlog import BATCH_MAX, Backlog, spill_path
+
 if TYPE_CHECKING:
     from ..client import CallContext, CallRecord
 
-__all__ = ["Ledger", "flush", "ledger", "record", "row_for", "spent"]
+__all__ = ["Ledger", "flush", "install_sigterm_handler", "key_spend", "ledger", "record", "row_for", "spent"]
 
 log = logging.getLogger("synapse.usage")
 
-_STOP = object()
-BATCH_MAX = 1000
+class _Drain:
+    """A request to write everything queued and spill what a failing database holds."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
 #: How long the writer waits for more records before writing a batch.
 LINGER_SECONDS = 0.2
+#: How long a normal exit waits for the writer (a first write may import and migrate).
+EXIT_DRAIN_SECONDS = 30.0
+#: How long SIGTERM waits: supervisors kill a process that lingers (Docker after 10 s).
+SIGTERM_DRAIN_SECONDS = 8.0
+#: Records waiting in the queue that make the writer "behind" (logged once per episode).
+BEHIND_WARN = 50_000
 
 
 def _url(rec: "CallRecord") -> str:
@@ -60,15 +90,19 @@ def row_for(rec: "CallRecord") -> dict[str, Any]:
     u = rec.usage
     cost: float | None
     savings: float | None
-    if rec.kind != "chat" and rec.provider not in prices.LOCAL_PROVIDERS:
-        cost = savings = None  # embeddings report no token counts: the price is unknown
-    elif rec.kind == "chat" and not rec.response_cache_hit and not any(
+    if not rec.response_cache_hit and not any(
         (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens)
     ):
-        cost = savings = 0.0  # no tokens (a refused or failed call): nothing to bill, whatever the price
+        if rec.kind == "embed" and rec.outcome == "ok" and rec.provider not in prices.LOCAL_PROVIDERS:
+            cost = savings = None  # the provider reported no token count (older Gemini answers): unknown
+        else:
+            cost = savings = 0.0  # no tokens (a refused or failed call): nothing to bill, whatever the price
     else:
-        p = prices.price(rec.provider, rec.upstream_model, u, when=rec.started_at, base_url=_base_url(rec),
-                         response_cache_hit=rec.response_cache_hit)
+        try:
+            p = prices.price(rec.provider, rec.upstream_model, u, when=rec.started_at, base_url=_base_url(rec),
+                             response_cache_hit=rec.response_cache_hit)
+        except Exception:  # a price table that cannot price this call: unknown, and the row is kept
+            p = None
         cost, savings = (p.cost_usd, p.savings_usd) if p is not None else (None, None)
     if rec.response_cache_hit:
         cost = 0.0  # no provider call was made; the tokens below stay 0 for the same reason
@@ -97,20 +131,31 @@ def row_for(rec: "CallRecord") -> dict[str, Any]:
         "latency_ms": round(rec.latency * 1000.0, 3),
         "ttft_ms": None if rec.ttft is None else round(rec.ttft * 1000.0, 3),
         "outcome": rec.outcome,
+        "key_name": ctx.key if ctx is not None else None,
     }
 
 
 class Ledger:
-    """A queue and the one background thread that writes it."""
+    """A queue, and the one background thread that prices and writes it."""
 
     def __init__(self) -> None:
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._atexit = False
+        #: Seconds the writer waits for more records before writing a batch.
+        self.linger = LINGER_SECONDS
         self.written = 0
         self.failed = 0
         self.last_error: str | None = None
+        self._reset_writer_state()
+
+    def _reset_writer_state(self) -> None:
+        # Owned by the writer thread once it runs.
+        self._backlogs: dict[str, Backlog] = {}
+        self._seq = 0
+        self._waiters: list[tuple[int, threading.Event]] = []
+        self._behind = False
 
     def record(self, rec: "CallRecord") -> None:
         """Queue one call record. Never blocks, never raises."""
@@ -127,10 +172,12 @@ class Ledger:
             self._thread = thread
             if not self._atexit:
                 self._atexit = True
-                atexit.register(self.close)
+                atexit.register(self.drain, EXIT_DRAIN_SECONDS)
+        install_sigterm_handler()
 
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Wait until every record queued before this call is written. False on timeout."""
+        """Wait until every record queued before this call is written. False on timeout
+        (a database that refuses writes keeps its rows for later)."""
         if self._thread is None:
             return True
         if not self._thread.is_alive():
@@ -139,80 +186,158 @@ class Ledger:
         self._q.put(done)
         return done.wait(timeout)
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued and stop the thread (atexit)."""
+    def drain(self, timeout: float = EXIT_DRAIN_SECONDS) -> bool:
+        """Before the process ends (atexit, SIGTERM, server shutdown): write everything
+        queued, and move what a failing database holds to its spill file instead of
+        waiting for it to recover. False if the writer did not finish in `timeout`."""
         if self._thread is None or not self._thread.is_alive():
-            return
-        self.flush(timeout)
-        self._q.put(_STOP)
-        self._thread.join(timeout)
-        self._thread = None
+            return True
+        request = _Drain()
+        self._q.put(request)
+        return request.done.wait(timeout)
 
     def pending(self) -> int:
-        return self._q.qsize()
+        """Records queued and rows held for a database that is failing (an estimate)."""
+        return self._q.qsize() + sum(b.held() + b.spilled for b in list(self._backlogs.values()))
 
     # --- writer thread ---------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
-            item = self._q.get()
-            batch: list[Any] = []
-            events: list[threading.Event] = []
-            stop = False
+            item = self._next(self._until_retry())
+            records: list["CallRecord"] = []
+            flushes: list[threading.Event] = []
+            drains: list[_Drain] = []
             # Linger a moment to gather a batch: one transaction per batch, not per call,
-            # keeps the writer's share of the GIL (and so the callers' latency) small.
-            # A flush or stop ends the wait at once.
-            deadline = time.monotonic() + LINGER_SECONDS
-            while True:
-                if item is _STOP:
-                    stop = True
+            # keeps the writer's share of the GIL (and so the callers' latency) small;
+            # records are priced after the wait, in one go. A flush or a drain ends the
+            # wait at once, so every record taken came before it.
+            deadline = time.monotonic() + self.linger
+            while item is not None:
+                if isinstance(item, _Drain):
+                    drains.append(item)
                 elif isinstance(item, threading.Event):
-                    events.append(item)
+                    flushes.append(item)
                 else:
-                    batch.append(item)
-                if stop or events or len(batch) >= BATCH_MAX:
+                    records.append(item)
+                if flushes or drains or len(records) >= BATCH_MAX:
                     break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    item = self._q.get(timeout=remaining)
-                except queue.Empty:
-                    break
-            if batch:
-                self._write(batch)
-            for ev in events:
-                ev.set()
-            if stop:
-                return
+                item = self._next(deadline - time.monotonic())
+            for rec in records:
+                self._take(rec)
+            self._waiters.extend((self._seq, event) for event in flushes)
+            self._check_behind()
+            self._write_due(final=bool(drains))
+            self._release_waiters()
+            for request in drains:
+                request.done.set()
 
-    def _write(self, batch: list["CallRecord"]) -> None:
-        groups: dict[str, list[tuple["CallRecord", dict[str, Any]]]] = {}
-        for rec in batch:
-            try:
-                groups.setdefault(_url(rec), []).append((rec, row_for(rec)))
-            except Exception as exc:  # a bad record must not stop the others
-                self._fail(1, exc)
-        for url, items in groups.items():
-            try:
-                from .. import storage
-                from ..storage.tables import usage_calls
+    def _next(self, timeout: float | None) -> Any:
+        """The next queued item, waiting up to `timeout` seconds (None: until one comes)."""
+        try:
+            if timeout is not None and timeout <= 0:
+                return self._q.get_nowait()
+            return self._q.get(timeout=timeout)
+        except queue.Empty:
+            return None
 
-                eng = storage.engine(url)
-                with eng.begin() as conn:
-                    conn.execute(usage_calls.insert(), [row for _, row in items])
-            except Exception as exc:
-                self._fail(len(items), exc)
-                continue
-            self.written += len(items)
-            for rec, row in items:
-                if rec.context is not None and row["cost_usd"]:
-                    rec.context.spent_usd += row["cost_usd"]
+    def _until_retry(self) -> float | None:
+        """Seconds until a failing database's next retry; None when none waits."""
+        times = [b.retry_at for b in self._backlogs.values() if b.failing() and (b.rows or b.spilled)]
+        return max(0.0, min(times) - time.monotonic()) if times else None
+
+    def _take(self, rec: "CallRecord") -> None:
+        """Price one record and add its row to its database's backlog."""
+        try:
+            url = _url(rec)
+            row = row_for(rec)
+        except Exception as exc:  # a malformed record cannot become a row; the others must
+            self._fail(1, exc)
+            return
+        backlog = self._backlogs.get(url)
+        if backlog is None:
+            backlog = self._backlogs[url] = Backlog(url, spill_path(url, rec.settings))
+        backlog.add(self._seq, row)
+        self._seq += 1
+        if row["cost_usd"]:
+            ctx = rec.context
+            while ctx is not None:  # spend happened, whenever the row lands; parents pay too
+                ctx.spent_usd += row["cost_usd"]
+                ctx = ctx.parent
+
+    def _write_due(self, final: bool = False) -> None:
+        now = time.monotonic()
+        for backlog in list(self._backlogs.values()):
+            if backlog.due(now) and not (final and backlog.failing()):
+                written, dropped = backlog.write(_insert)
+                self.written += written
+                if dropped:
+                    self._fail(dropped, RuntimeError(f"{dropped} row(s) rejected by the database"))
+                if backlog.failing():
+                    self.last_error = f"cannot write to the usage database; {backlog.held() + backlog.spilled} row(s) waiting"
+            if final and backlog.failing():
+                backlog.spill_out()  # no waiting for it at exit: the next process writes them
+            if not backlog.rows and not backlog.spilled and not backlog.failing():
+                del self._backlogs[backlog.url]
+
+    def _release_waiters(self) -> None:
+        """Wake each flush() whose records are all written."""
+        if not self._waiters:
+            return
+        pending = [s for s in (b.oldest_seq() for b in self._backlogs.values()) if s is not None]
+        oldest = min(pending) if pending else self._seq
+        keep: list[tuple[int, threading.Event]] = []
+        for seq, event in self._waiters:
+            if oldest >= seq:
+                event.set()
+            else:
+                keep.append((seq, event))
+        self._waiters = keep
+
+    def _check_behind(self) -> None:
+        queued = self._q.qsize()
+        if queued > BEHIND_WARN and not self._behind:
+            self._behind = True
+            log.warning("usage ledger: the writer is %d records behind the calls", queued)
+        elif self._behind and queued < BEHIND_WARN // 10:
+            self._behind = False
+            log.warning("usage ledger: the writer has caught up")
 
     def _fail(self, n: int, exc: BaseException) -> None:
         self.failed += n
         self.last_error = f"{type(exc).__name__}: {exc}"
         log.warning("usage ledger: could not write %d record(s): %s", n, self.last_error)
+
+
+#: How long one SQLite insert waits for another process's lock before the writer backs
+#: off and retries (the engine's own busy timeout is meant for interactive readers).
+WRITER_BUSY_MS = 1000
+
+
+def _insert(url: str, rows: list[dict[str, Any]]) -> None:
+    """One transaction of rows into one database."""
+    from .. import storage
+    from ..storage.tables import usage_calls
+
+    eng = storage.engine(url)
+    if eng.dialect.name != "sqlite":
+        with eng.begin() as conn:
+            conn.execute(usage_calls.insert(), rows)
+        return
+    with eng.connect() as conn:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={int(WRITER_BUSY_MS)}")
+        try:
+            conn.execute(usage_calls.insert(), rows)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            try:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={storage.SQLITE_BUSY_TIMEOUT_MS}")
+                conn.commit()
+            except Exception:
+                conn.invalidate()  # never hand the pool a connection with the writer's short timeout
 
 
 ledger = Ledger()
@@ -223,10 +348,43 @@ flush = ledger.flush
 def _after_fork() -> None:  # the child has the queue but not the thread
     ledger._q = queue.SimpleQueue()
     ledger._thread = None
+    ledger._reset_writer_state()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
+
+
+_sigterm_installed = False
+
+
+def install_sigterm_handler() -> bool:
+    """Flush the ledger on SIGTERM, then die of SIGTERM as before.
+
+    Only from the main thread, and only while SIGTERM has its default action: a handler
+    the application (or uvicorn, or asyncio) set is never replaced. True if installed.
+    """
+    global _sigterm_installed
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return False
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError):  # no SIGTERM here, or not allowed
+        return False
+    _sigterm_installed = True
+    return True
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    global _sigterm_installed
+    try:
+        ledger.drain(SIGTERM_DRAIN_SECONDS)
+    finally:
+        _sigterm_installed = False
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
 
 
 def spent(context: "CallContext | None", settings: Mapping[str, Any] | None = None) -> float:
@@ -246,5 +404,20 @@ def spent(context: "CallContext | None", settings: Mapping[str, Any] | None = No
     with eng.connect() as conn:
         total = conn.execute(
             sa.select(sa.func.coalesce(sa.func.sum(t.c.cost_usd), 0.0)).where(t.c.session == context.session)
+        ).scalar()
+    return float(total or 0.0)
+
+
+def key_spend(name: str, url: str) -> float:
+    """USD the ledger at `url` holds for calls made with the gateway key `name` (no flush:
+    the gateway reads this on its request path and adds what it recorded since)."""
+    import sqlalchemy as sa
+
+    from .. import storage
+    from ..storage.tables import usage_calls as t
+
+    with storage.engine(url).connect() as conn:
+        total = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(t.c.cost_usd), 0.0)).where(t.c.key_name == name)
         ).scalar()
     return float(total or 0.0)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -38,6 +39,7 @@ __all__ = [
     "csv_rows",
     "csv_text",
     "ledger_overview",
+    "money",
     "parse_when",
     "recent_calls",
     "report",
@@ -46,11 +48,13 @@ __all__ = [
 ]
 
 DEFAULT_SINCE = "30d"
-BREAKDOWNS = ("provider", "model", "agent", "day")
+BREAKDOWNS = ("provider", "model", "agent", "key", "day")
+#: Breakdown name -> its column (the gateway key's name is `key_name`).
+_COLUMN = {"key": "key_name"}
 CSV_COLUMNS = (
     "time", "provider", "model", "upstream_model", "agent", "session", "kind", "stream",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
-    "cost_usd", "savings_usd", "response_cache_hit", "latency_ms", "ttft_ms", "outcome",
+    "cost_usd", "savings_usd", "response_cache_hit", "latency_ms", "ttft_ms", "outcome", "key",
 )
 
 _RELATIVE = re.compile(r"^(\d+)\s*([hdw])$")
@@ -104,11 +108,28 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def money(value: float) -> str:
+    """`$1,234.50` from $100, `$0.0123` down to a cent, two significant digits below (`$0.000042`).
+
+    A single call often costs a fraction of a cent: four fixed decimals showed it as `$0.0000`.
+    """
+    if value < 0:
+        return "-" + money(-value)
+    if value == 0:
+        return "$0.00"
+    if value >= 100:
+        return f"${value:,.2f}"
+    if value >= 0.01:
+        return f"${value:.4f}"
+    digits = min(12, 1 - math.floor(math.log10(value)))
+    return "$" + f"{value:.{digits}f}".rstrip("0").rstrip(".")
+
+
 def cost_label(cost: float | None, unpriced: int = 0) -> str:
     """`$0.0123`, `price unknown`, or `$0.0123 + price unknown for 2 calls`."""
     if cost is None:
         return "price unknown"
-    text = f"${cost:.4f}" if cost < 100 else f"${cost:,.2f}"
+    text = money(cost)
     if unpriced:
         text += f" + price unknown for {unpriced} call{'s' if unpriced != 1 else ''}"
     return text
@@ -172,7 +193,7 @@ def _finish(row: Mapping[Any, Any]) -> dict[str, Any]:
         "cost_usd": cost,
         "savings_usd": savings,
         "unpriced_calls": unpriced,
-        "cost_label": cost_label(cost, unpriced) if calls else "$0.0000",
+        "cost_label": cost_label(cost, unpriced) if calls else money(0),
         "cache_hit_rate": round(read / prompt, 6) if prompt else None,
         "response_cache_hits": hits,
         "response_cache_hit_rate": round(hits / calls, 6) if calls else None,
@@ -188,13 +209,13 @@ def totals(conn: "sa.Connection", since: float | None = None, until: float | Non
 
 
 def breakdown(conn: "sa.Connection", by: str, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
-    """One row per provider / model / agent / day, the costliest first (days in order)."""
+    """One row per provider / model / agent / gateway key / day, the costliest first (days in order)."""
     import sqlalchemy as sa
 
     if by not in BREAKDOWNS:
         raise PeriodError(f"breakdown must be one of {', '.join(BREAKDOWNS)}, not {by!r}")
     t = _table()
-    cols: list[Any] = [t.c[by]]
+    cols: list[Any] = [t.c[_COLUMN.get(by, by)]]
     if by == "model":
         cols.append(t.c.provider)
     query = sa.select(*cols, *_aggregates()).where(*_where(since, until)).group_by(*cols)
@@ -204,7 +225,7 @@ def breakdown(conn: "sa.Connection", by: str, since: float | None = None, until:
         query = query.order_by(sa.func.coalesce(sa.func.sum(t.c.cost_usd), -1.0).desc(), sa.func.count().desc(), cols[0])
     out: list[dict[str, Any]] = []
     for row in conn.execute(query).mappings():
-        item = {by: row[by]}
+        item = {by: row[_COLUMN.get(by, by)]}
         if by == "model":
             item["provider"] = row["provider"]
         item.update(_finish(row))
@@ -262,6 +283,7 @@ def _row_out(row: Mapping[Any, Any]) -> dict[str, Any]:
         "latency_ms": row["latency_ms"],
         "ttft_ms": row["ttft_ms"],
         "outcome": row["outcome"],
+        "key": row["key_name"],
     }
 
 
@@ -364,6 +386,7 @@ def report(
             "by_provider": breakdown(conn, "provider", start, end),
             "by_model": breakdown(conn, "model", start, end),
             "by_agent": breakdown(conn, "agent", start, end),
+            "by_key": breakdown(conn, "key", start, end),
             "by_day": breakdown(conn, "day", start, end),
             "series": series(conn, start, end),
             "recent": recent_calls(conn, recent, start, end),

@@ -128,9 +128,9 @@ def test_closing_the_stream_stops_the_turn_and_the_upstream(server: Any) -> None
     conn.sock.close()  # the Stop button / a dropped connection
     conn.close()
     deadline = time.monotonic() + 5
-    while not proto.fake.disconnects and time.monotonic() < deadline:
+    while not proto.fake.aborted and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert proto.fake.disconnects == 1
+    assert proto.fake.aborted == 1
     while time.monotonic() < deadline:
         rows = SessionStore().messages(session)
         if rows and rows[-1].message.role == "assistant":
@@ -192,18 +192,42 @@ def remote(use_proto: Any, synapse_env: Any) -> Iterator[tuple[ServerThread, Pro
     srv = ServerThread(create_app(require_login=True, users=users)).start()
     yield srv, proto
     srv.stop()
-    access.set_key_checker(lambda key: False, lambda: False)
 
 
 def test_off_loopback_programs_need_an_api_key(remote: Any) -> None:
+    from synapse.gateway import keys
+    from synapse.usage import ledger
+
     srv, _ = remote
     r = program(srv, "POST", "/api/v1/chat", {"message": "hi"})
     assert r.status == 401 and "Authorization: Bearer" in r.json()["detail"]
     r = program(srv, "GET", "/api/v1/agents", headers={"Authorization": "Bearer sk-wrong"})
-    assert r.status == 401 and "not valid" in r.json()["detail"]
-    access.set_key_checker(lambda key: key == "sk-syn-good", lambda: True)
-    r = program(srv, "POST", "/api/v1/chat", {"message": "hi"}, headers={"Authorization": "Bearer sk-syn-good"})
+    assert r.status == 401 and "invalid API key" in r.json()["detail"] and "sk-wrong" not in r.text
+    good, _ = keys.create("ci-bot")
+    r = program(srv, "POST", "/api/v1/chat", {"message": "hi"}, headers={"Authorization": f"Bearer {good}"})
     assert r.status == 200 and r.json()["response"] == "You said: hi"
+    ledger.flush()
+    assert [k["name"] for k in keys.list_keys() if k["spend_usd"]] == ["ci-bot"]  # the turn is billed to the key
+    keys.revoke("ci-bot")
+    keys._forget(None)
+    r = program(srv, "GET", "/api/v1/agents", headers={"Authorization": f"Bearer {good}"})
+    assert r.status == 401 and "revoked" in r.json()["detail"] and good not in r.text
+
+
+def test_a_keys_model_patterns_and_budget_hold_on_the_rest_api(remote: Any) -> None:
+    from synapse.gateway import keys
+    from synapse.usage import ledger
+
+    srv, _ = remote
+    narrow, _ = keys.create("gpt-only", models="gpt-*")
+    r = program(srv, "POST", "/api/v1/chat", {"message": "hi"}, headers={"Authorization": f"Bearer {narrow}"})
+    assert r.status == 403 and r.json()["kind"] == "key_model" and "gpt-*" in r.json()["detail"]
+    tiny, _ = keys.create("tiny", budget_usd=0.000001)
+    r = program(srv, "POST", "/api/v1/chat", {"message": "hi"}, headers={"Authorization": f"Bearer {tiny}"})
+    assert r.status == 200  # nothing spent yet
+    ledger.flush()  # the turn's cost reaches the key's own account (no waiting for a ledger re-read)
+    r = program(srv, "POST", "/api/v1/chat", {"message": "hi"}, headers={"Authorization": f"Bearer {tiny}"})
+    assert r.status == 429 and "budget" in r.json()["detail"]
 
 
 def test_off_loopback_a_logged_in_page_uses_its_session(remote: Any) -> None:

@@ -83,8 +83,13 @@ def test_interactive_chat_on_a_terminal(use_proto: Any, synapse_env: Path) -> No
     import select
     import subprocess
 
+    import threading
+
     proto: Proto = use_proto("anthropic")
-    proto.fake.reply(proto.reply(text="Hello there."), proto.reply(text="word " * 300, event_delay=0.02),
+    # The long reply sends three words, then waits for a go-ahead that never comes: however
+    # slow this machine is, the reply is still streaming when Ctrl+C arrives.
+    hold = threading.Semaphore(3)
+    proto.fake.reply(proto.reply(text="Hello there."), proto.reply(text="word " * 300, step=hold),
                      proto.reply(text="Fresh start."))
     master, slave = pty.openpty()
     env = {**os.environ, "SYNAPSE_DATA_DIR": str(synapse_env), "NO_PROXY": "127.0.0.1,localhost", "TERM": "dumb"}
@@ -129,6 +134,8 @@ def test_interactive_chat_on_a_terminal(use_proto: Any, synapse_env: Path) -> No
         os.write(master, b"/exit\n")
         assert proc.wait(10) == 0
     finally:
+        for _ in range(300):
+            hold.release()  # let the fake's held stream finish (to a closed connection)
         if proc.poll() is None:
             proc.kill()
         os.close(master)

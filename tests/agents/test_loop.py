@@ -270,10 +270,10 @@ async def test_stopping_mid_stream_keeps_the_partial_reply_and_closes_the_upstre
                 break
     await stream.aclose()
     for _ in range(100):  # the fake notices the closed connection on its next write
-        if proto.fake.disconnects:
+        if proto.fake.aborted:
             break
         await asyncio.sleep(0.02)
-    assert proto.fake.disconnects == 1
+    assert proto.fake.aborted == 1
     rows = SessionStore().messages(session)
     assert rows[-1].message.role == "assistant" and rows[-1].meta.get("stopped") is True
     assert rows[-1].message.text == seen

@@ -30,16 +30,21 @@ def free_port() -> int:
 
 
 class ServerThread:
-    """uvicorn serving `app` on 127.0.0.1 in a background thread."""
+    """uvicorn serving `app` on 127.0.0.1 in a background thread, with `synapse serve`'s
+    connection settings (`header_timeout`, `connections`, ... override them)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **limits: Any) -> None:
         import uvicorn
+
+        from synapse.server.run import uvicorn_settings
 
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(2048)
         self.port = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+        settings = {**uvicorn_settings(**limits), "log_config": None, "log_level": "warning", "access_log": False}
+        self.server = uvicorn.Server(uvicorn.Config(app, **settings))
         self.thread = threading.Thread(target=self._run, daemon=True, name="synapse-test-server")
 
     @property
@@ -152,7 +157,9 @@ class ServeProcess:
     """`python -m synapse.cli serve` in a subprocess; output captured to a file."""
 
     def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", port: int | None = None,
-                 env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+                 env: dict[str, str] | None = None, log_path: Path | None = None,
+                 preexec_fn: Any = None) -> None:
+        self.preexec_fn = preexec_fn
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port or free_port()
@@ -177,7 +184,7 @@ class ServeProcess:
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "synapse.cli", "serve", "--host", self.host, "--port", str(self.port)],
-            stdout=self.log, stderr=subprocess.STDOUT, env=self.env,
+            stdout=self.log, stderr=subprocess.STDOUT, env=self.env, preexec_fn=self.preexec_fn,
         )
         deadline = t0 + timeout
         while True:
@@ -208,3 +215,53 @@ class ServeProcess:
                 self.proc.wait(5)
         if getattr(self, "log", None):
             self.log.close()
+
+
+class AsgiReply:
+    """What an ASGI app sent: status, headers (lower-case names, repeats kept), body."""
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status, self.header_list, self.body = status, headers, body
+        self.headers = {k: v for k, v in headers}
+        self.text = body.decode("utf-8", "replace")
+
+    def all(self, name: str) -> list[str]:
+        return [v for k, v in self.header_list if k == name]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"<AsgiReply {self.status} {self.text[:300]}>"
+
+
+async def asgi_request(app: Any, method: str, path: str, *, headers: dict[str, str] | None = None,
+                       body: bytes | list[bytes] = b"", scheme: str = "http",
+                       client: tuple[str, int] = ("127.0.0.1", 50000)) -> AsgiReply:
+    """One request straight into an ASGI app (no server, no socket): for what a socket cannot
+    fake, such as a TLS scheme. `body` as a list arrives in those chunks (chunked upload)."""
+    path, _, query = path.partition("?")
+    hdrs = {"host": "127.0.0.1:8000", **{k.lower(): v for k, v in (headers or {}).items()}}
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": scheme,
+        "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in hdrs.items()],
+        "client": client, "server": ("127.0.0.1", 8000), "state": {},
+    }
+    chunks = list(body) if isinstance(body, list) else [body]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if chunks:
+            chunk = chunks.pop(0)
+            return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+        await asyncio.sleep(3600)  # like a client that stays connected
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    out = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return AsgiReply(start["status"], [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in start["headers"]], out)

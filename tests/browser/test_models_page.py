@@ -204,7 +204,21 @@ def test_every_card_is_shown(world: dict[str, Any], page: Any, screenshots: Path
     assert card(page, "anthropic").get_by_role("link", name="Anthropic Console ↗").get_attribute("href") == \
         "https://console.anthropic.com/settings/keys"
     assert card(page, "bedrock").get_by_label("AWS Region").input_value() == "us-east-1"  # the default
+    # every cloud card has its base-URL override under Advanced; open here, since each points at a fake
+    overrides = json.loads((world["data"] / "settings.json").read_text())
+    for provider, setting in [("anthropic", "anthropic_base_url"), ("openai", "openai_base_url"),
+                              ("gemini", "gemini_base_url"), ("xai", "grok_base_url"),
+                              ("deepseek", "deepseek_base_url"), ("bedrock", "bedrock_runtime_url")]:
+        advanced = card(page, provider).locator("details.advanced")
+        assert advanced.get_attribute("open") is not None, provider
+        assert advanced.locator("summary").inner_text() == "Advanced · custom endpoint"
+        assert advanced.locator(f'[data-setting="{setting}"]').input_value() == overrides[setting]
+    for provider in ("oaic", "ollama", "locv1"):  # their base URL is a main field
+        assert card(page, provider).locator("details.advanced").count() == 0
+    labels = card(page, "locv1").locator("label").all_inner_texts()
+    assert "API Key (optional)" in labels and not any("(optional) (optional)" in x for x in labels)
     page.screenshot(path=str(screenshots / "models-empty-1280.png"), full_page=True)
+    card(page, "openai").screenshot(path=str(screenshots / "card-openai-advanced.png"))
 
 
 def test_every_card_with_a_fake_is_covered() -> None:
@@ -225,12 +239,18 @@ def test_bad_then_good_key(world: dict[str, Any], page: Any, case: Case, screens
     detail = c.locator(".status-detail").inner_text()
     assert detail and detail != status
     assert case.label.split()[0] in detail or "reach" in detail or "127.0.0.1" in detail, detail
+    # the form never says "Saved." next to a red status
+    assert c.locator(".form-msg").inner_text() == "Not connected: fix what the status above says, then Save again."
+    if status == "Invalid key":
+        assert c.locator('[data-kind="secret"]').first.get_attribute("aria-invalid") == "true"
     if case.id == "anthropic":
         c.screenshot(path=str(screenshots / "card-anthropic-bad-key.png"))
     # Good key: green, model count, models in the selector without a reload.
     fill_card(page, case.id, case.good(case.fake))
     c.get_by_role("button", name="Save").click()
     expect_state(page, case.id, "ok")
+    page.wait_for_function("id => document.querySelector(`#card-${id} .form-msg`).textContent === 'Saved.'", arg=case.id)
+    assert c.locator('[aria-invalid="true"]').count() == 0
     text = c.locator(".status-text").inner_text()
     m = re.fullmatch(r"Connected · (\d+) models?", text)
     assert m and int(m.group(1)) > 0, text
@@ -281,7 +301,9 @@ def test_bedrock_inference_profile_dropdown(world: dict[str, Any], page: Any) ->
     values = [v for v in options.evaluate_all("els => els.map(e => e.value)") if v not in ("", "__other__")]
     assert values, "no inference profiles from ListInferenceProfiles"
     select.select_option(values[0])
-    card(page, "bedrock").get_by_role("button", name="Save").click()
+    with page.expect_response(lambda r: r.request.method == "PUT" and r.url.endswith("/api/providers/bedrock")):
+        card(page, "bedrock").get_by_role("button", name="Save").click()
+    page.wait_for_function("() => document.querySelector('#card-bedrock .form-msg').textContent === 'Saved.'")
     expect_state(page, "bedrock", "ok")
     saved = json.loads((world["data"] / "settings.json").read_text())
     assert saved["bedrock_inference_profile"] == values[0]
@@ -289,7 +311,8 @@ def test_bedrock_inference_profile_dropdown(world: dict[str, Any], page: Any) ->
     select.select_option("__other__")
     other = card(page, "bedrock").get_by_label("Inference Profile id or ARN")
     other.fill("arn:aws:bedrock:eu-central-1:123456789012:application-inference-profile/abc123")
-    other.press("Enter")
+    with page.expect_response(lambda r: r.request.method == "PUT" and r.url.endswith("/api/providers/bedrock")):
+        other.press("Enter")
     page.wait_for_function(
         "() => document.querySelector('#card-bedrock .form-msg').textContent === 'Saved.'")
     saved = json.loads((world["data"] / "settings.json").read_text())
@@ -314,18 +337,65 @@ def test_pick_default_model_survives_reload(world: dict[str, Any], page: Any, sc
     page.screenshot(path=str(screenshots / "models-connected-1280.png"), full_page=True)
 
 
-def test_remove_provider(world: dict[str, Any], page: Any) -> None:
+def test_remove_provider(world: dict[str, Any], page: Any, screenshots: Path) -> None:
     if "deepseek" not in world["cases"]:
         pytest.skip("no DeepSeek fake")
+    api = ApiClient(world["server"].url)
+    before = api.get("/api/settings/model").json()["model"]
+    assert api.put("/api/settings/model", {"model": "deepseek-chat"}).status == 200
     page.goto(world["server"].url + "/settings/models")
     expect_state(page, "deepseek", "ok")
+    key = card(page, "deepseek").locator('[data-setting="deepseek_key"]')
+    assert key.get_attribute("placeholder") == "Saved — paste a new key to replace it"
     remove = card(page, "deepseek").get_by_role("button", name="Remove")
     remove.click()
     card(page, "deepseek").get_by_role("button", name="Confirm remove").click()
     expect_state(page, "deepseek", "not_configured")
     page.wait_for_function("() => !document.querySelector('#default-model optgroup[label=\"DeepSeek\"]')")
     saved = json.loads((world["data"] / "settings.json").read_text())
-    assert "deepseek_key" not in saved and saved["deepseek_base_url"]
+    assert "deepseek_key" not in saved and "deepseek_base_url" not in saved  # the Advanced override too
+    # the card is as new: no "Saved" hint, no stale note, an empty Advanced section
+    assert key.get_attribute("placeholder") == "sk-…"
+    assert card(page, "deepseek").locator(".saved-note").inner_text() == ""
+    assert card(page, "deepseek").locator(".form-msg").inner_text() == "Removed."
+    assert card(page, "deepseek").locator("details.advanced summary").inner_text() == "Advanced"
+    assert card(page, "deepseek").locator('[data-setting="deepseek_base_url"]').input_value() == ""
+    # the default model was DeepSeek's: it stays chosen, with a warning that says what to do
+    note = page.locator("#model-note")
+    page.wait_for_function("() => document.querySelector('#model-note').classList.contains('warn')")
+    assert note.inner_text() == ("deepseek-chat needs DeepSeek, which is not connected: "
+                                 "fill in the DeepSeek card on Settings → Models and Save first")
+    assert page.locator("#default-model").input_value() == "deepseek-chat"
+    assert page.locator("#default-model").get_attribute("aria-invalid") is not None
+    page.locator(".selector").screenshot(path=str(screenshots / "models-default-model-warning.png"))
+    card(page, "deepseek").screenshot(path=str(screenshots / "card-deepseek-removed.png"))
+    # picking a model of a connected provider clears the warning
+    choice = next(v for v in page.eval_on_selector_all("#default-model option", "els => els.map(e => e.value)")
+                  if v.startswith("claude-"))
+    page.locator("#default-model").select_option(choice)
+    page.wait_for_function("() => document.querySelector('#model-note').textContent.startsWith('Saved.')")
+    assert "warn" not in (note.get_attribute("class") or "")
+    if before:
+        api.put("/api/settings/model", {"model": before})
+
+
+def test_advanced_base_url_is_checked_and_saved(world: dict[str, Any], page: Any) -> None:
+    page.goto(world["server"].url + "/settings/models")
+    expect_state(page, "anthropic", "ok")
+    c = card(page, "anthropic")
+    url = c.locator('[data-setting="anthropic_base_url"]')
+    good = url.input_value()
+    url.fill("ftp://proxy.example")
+    c.get_by_role("button", name="Save").click()
+    page.wait_for_function("() => document.querySelector('#card-anthropic .form-msg').classList.contains('error-text')")
+    assert c.locator(".form-msg").inner_text() == "Base URL must be an http:// or https:// URL, like https://api.anthropic.com"
+    assert url.get_attribute("aria-invalid") == "true"
+    assert json.loads((world["data"] / "settings.json").read_text())["anthropic_base_url"] == good
+    url.fill(good + "/")
+    c.get_by_role("button", name="Save").click()
+    page.wait_for_function("() => document.querySelector('#card-anthropic .form-msg').textContent === 'Saved.'")
+    assert json.loads((world["data"] / "settings.json").read_text())["anthropic_base_url"] == good
+    expect_state(page, "anthropic", "ok")
 
 
 def test_no_key_in_api_responses_or_server_log(world: dict[str, Any]) -> None:
@@ -362,6 +432,10 @@ def test_keyboard_focus_order(world: dict[str, Any], page: Any) -> None:
     page.goto(world["server"].url + "/settings/models")
     expect_state(page, "anthropic", "ok")
     page.locator("#anthropic--anthropic_key").focus()
+    page.keyboard.press("Tab")  # the Advanced disclosure (open: the base URL points at the fake)
+    assert page.evaluate("() => document.activeElement.tagName") == "SUMMARY"
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.id") == "anthropic--anthropic_base_url"
     page.keyboard.press("Tab")
     assert page.evaluate("() => document.activeElement.textContent") == "Save"
     page.keyboard.press("Tab")

@@ -143,9 +143,9 @@ def n(v: int) -> str:
 def usd(v: float | None) -> str:
     if v is None:
         return "—"
-    if v < 0:
-        return "-" + usd(-v)
-    return f"${v:.4f}" if v < 100 else f"${v:,.2f}"
+    from synapse.usage.report import money
+
+    return money(v)
 
 
 def pct(r: float | None) -> str:
@@ -252,7 +252,7 @@ def test_totals_breakdowns_and_recent_calls_match_the_api(world: dict[str, Any],
     made.append(next(c["usage"] for c in calls if c["model"] == "claude-haiku-4-5"))  # the replay
     for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
         assert t[k] == sum(u[k] for u in made), k
-    assert page.locator('[data-total="savings"]').inner_text() != "$0.0000"
+    assert page.locator('[data-total="savings"]').inner_text() != "$0.00"
     assert page.locator('[data-total="cost"]').inner_text().startswith("$")
     assert "price unknown for 1 call" in total(page, "unpriced")
     assert total(page, "response_cache_hits") == "1 hit"
@@ -303,6 +303,32 @@ def test_totals_breakdowns_and_recent_calls_match_the_api(world: dict[str, Any],
     page.screenshot(path=str(screenshots / "usage-1280.png"), full_page=True)
     page.locator(".chart-panel").screenshot(path=str(screenshots / "usage-chart.png"))
     page.locator(".recent").screenshot(path=str(screenshots / "usage-recent-1280.png"))
+
+
+def test_small_costs_and_model_names_read_whole(world: dict[str, Any], page: Any, api: ApiClient) -> None:
+    """A call costing a fraction of a cent shows its significant digits ($0.000042, not $0.0000),
+    and a model id is never broken inside a name: one line, or wrapped only after its "/"."""
+    open_usage(page, world["server"].url)
+    data = api.get("/api/usage?since=30d&recent=50").json()
+    recent = table_rows(page, "#recent")
+    small = [r for r in data["recent"] if r["cost_usd"] and r["cost_usd"] < 0.01]
+    assert small, "the ledger has no sub-cent call to show"
+    for r in small:
+        shown = recent[str(r["id"])]["cost"]
+        assert shown == usd(r["cost_usd"]) and shown != "$0.0000"
+        digits = shown.lstrip("$0.")
+        assert 1 <= len(digits) <= 2 and float(shown[1:]) == pytest.approx(r["cost_usd"], rel=0.05), shown
+    lines = page.eval_on_selector_all("#recent .model-id", """els => els.map(e => ({
+        id: e.textContent, title: e.title,
+        segs: [...e.querySelectorAll('.seg')].map(s => [s.textContent, s.getClientRects().length,
+                                                          s.scrollWidth <= s.clientWidth]),
+        lines: Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight))}))""")
+    assert {x["id"] for x in lines} == {r["model"] for r in data["recent"]}
+    for x in lines:
+        assert x["title"] == x["id"]
+        assert all(rects == 1 and whole for _, rects, whole in x["segs"]), x  # no part broken or cut
+        assert "".join(s for s, _, _ in x["segs"]) == x["id"]
+        assert x["lines"] == (1 if "/" not in x["id"] else x["lines"]) and x["lines"] <= x["id"].count("/") + 1, x
 
 
 def test_switch_period_and_custom_dates(world: dict[str, Any], page: Any, api: ApiClient) -> None:
@@ -417,6 +443,8 @@ def test_keyboard(world: dict[str, Any], page: Any, api: ApiClient) -> None:
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Usage"
     page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "API Keys"
+    page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "p-30d"
     before = page.evaluate("document.body.dataset.loaded")
     page.keyboard.press("ArrowRight")
@@ -427,7 +455,7 @@ def test_keyboard(world: dict[str, Any], page: Any, api: ApiClient) -> None:
     assert page.evaluate("document.activeElement.id") == "export"
     # the tables scroll from the keyboard: each wrapper is a focusable, labelled region
     regions = page.locator(".table-wrap[role=region][tabindex='0']")
-    assert regions.count() == 6
+    assert regions.count() == 7  # series, provider, model, agent, API key, day, recent
 
 
 def test_phone_width(world: dict[str, Any], page: Any, screenshots: Path) -> None:

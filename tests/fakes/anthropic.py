@@ -47,7 +47,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .base import FakeReply, FakeServer, estimate_tokens
+from .base import FakeReply, FakeServer, estimate_tokens, pace
 
 __all__ = ["ALIASES", "MODELS", "AnthropicFake", "AnthropicReply"]
 
@@ -95,8 +95,6 @@ class AnthropicReply(FakeReply):
     error_message: str = "Overloaded"
     #: Answer with a `redacted_thinking` block (opaque `data`) before the reply.
     redacted_thinking: bool = False
-    #: Streaming only: seconds between events (a slow model, to stop it midway).
-    event_delay: float = 0.0
 
 
 @dataclass
@@ -142,7 +140,6 @@ class AnthropicFake(FakeServer):
         #: Thinking signatures and redacted_thinking data this fake issued; only these come back valid.
         self.issued: set[str] = set()
         #: Streams the client closed before their end.
-        self.disconnects = 0
 
     # --- steering ----------------------------------------------------------------------------
 
@@ -150,7 +147,6 @@ class AnthropicFake(FakeServer):
         super().reset()
         self.cache.clear()
         self.issued.clear()
-        self.disconnects = 0
         self.models = list(self._default_models)
         self.context_window = self.CONTEXT_WINDOW
         self.max_page_size = self.MAX_PAGE_SIZE
@@ -808,13 +804,7 @@ class AnthropicFake(FakeServer):
                 emsg = getattr(reply, "error_message", "Overloaded")
                 await resp.write(self.frame("error", {"type": "error", "error": {"type": etype, "message": emsg}}, 0))
                 break
-            delay = getattr(reply, "event_delay", 0.0)
-            try:
-                if delay:
-                    await asyncio.sleep(delay)
-                await resp.write(self.frame(name, data, n))
-            except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
-                self.disconnects += 1
-                raise
+            await pace(self, reply, data.get("delta", {}).get("type") == "text_delta")
+            await resp.write(self.frame(name, data, n))
         await resp.write_eof()
         return resp

@@ -9,6 +9,8 @@ It records every request it receives, and a test steers it with two queues:
 * `fake.fail_next(status, body, headers)` makes the next request fail before any
   handler runs, exactly as the provider's front door would (429, 503, 529, ...).
   `fake.drop_next()` closes the connection without answering.
+  `fake.hang_next(seconds)` holds the next request that long before answering it
+  normally (a provider that hangs; the handler is cancelled if the client gives up).
 
 Protocol modules subclass `FakeServer`, add their routes in `routes()`, and render
 `FakeReply` in their own wire format.
@@ -73,6 +75,21 @@ class FakeReply:
     #: Chat Completions: send this as `message.content` (and as one more delta) verbatim,
     #: for content shapes a client may not understand.
     raw_content: Any = None
+    #: Streaming only: seconds to wait after each event (a slow model).
+    event_delay: float = 0.0
+    #: Streaming only: a `threading.Semaphore(1)` the test releases once for each text event
+    #: it has received; the fake sends the next text event only then. A client that holds
+    #: events back never releases it: the fake's wait runs out (`step_timeouts`).
+    step: Any = None
+
+
+async def pace(fake: "FakeServer", reply: FakeReply, text_event: bool) -> None:
+    """Before a streamed event: the reply's delay, and for a stepped reply's text events the
+    test's go-ahead (see `FakeReply.step`)."""
+    if reply.event_delay:
+        await asyncio.sleep(reply.event_delay)
+    if text_event and reply.step is not None and not await asyncio.to_thread(reply.step.acquire, True, 5.0):
+        fake.step_timeouts += 1
 
 
 @dataclass
@@ -81,6 +98,8 @@ class Fault:
     body: bytes
     headers: dict[str, str]
     drop: bool = False
+    #: Seconds to hold the request before answering it normally (status unused).
+    hang: float | None = None
 
 
 def free_port() -> int:
@@ -103,6 +122,10 @@ class FakeServer:
     def __init__(self, valid_keys: set[str] | None = None) -> None:
         self.valid_keys = set(valid_keys or {f"test-key-{self.name}"})
         self.requests: list[RecordedRequest] = []
+        #: How many requests ended because the client went away mid-answer.
+        self.aborted = 0
+        #: How many times a stepped reply (`FakeReply.step`) waited in vain for the client.
+        self.step_timeouts = 0
         self._faults: deque[Fault] = deque()
         self._replies: deque[FakeReply] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -164,6 +187,8 @@ class FakeServer:
         self.stop()
 
     def reset(self) -> None:
+        self.aborted = 0
+        self.step_timeouts = 0
         self.requests.clear()
         self._faults.clear()
         self._replies.clear()
@@ -186,6 +211,10 @@ class FakeServer:
         for _ in range(times):
             self._faults.append(Fault(0, b"", {}, drop=True))
 
+    def hang_next(self, seconds: float, times: int = 1) -> None:
+        for _ in range(times):
+            self._faults.append(Fault(0, b"", {}, hang=seconds))
+
     # --- to be provided by each protocol --------------------------------------------------
 
     def routes(self) -> list[web.RouteDef]:
@@ -201,12 +230,19 @@ class FakeServer:
         )
         if self._faults:
             fault = self._faults.popleft()
+            if fault.hang is not None:
+                await asyncio.sleep(fault.hang)
+                return await handler(request)
             if fault.drop:
                 assert request.transport is not None
                 request.transport.close()
                 raise ConnectionResetError("fake dropped the connection")
             return web.Response(status=fault.status, body=fault.body, headers=fault.headers)
-        return await handler(request)
+        try:
+            return await handler(request)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.aborted += 1
+            raise
 
     @property
     def last(self) -> RecordedRequest:

@@ -236,6 +236,8 @@ class GeminiFake(FakeServer):
         #: The server's cap on pageSize (the real one is 1000); lower it to force pagination.
         self.max_page_size = max_page_size
         self.embedding_dimensions = embedding_dimensions
+        #: batchEmbedContents answers carry usageMetadata (newer API); False answers like the older one.
+        self.embed_usage = True
         #: Gemini 3 behaviour: a model functionCall sent back without its signature is a 400.
         self.require_thought_signatures = require_thought_signatures
         self._calls = 0
@@ -251,6 +253,7 @@ class GeminiFake(FakeServer):
         super().reset()
         self.sent.clear()
         self.require_thought_signatures = False
+        self.embed_usage = True
 
     @property
     def key(self) -> str:
@@ -701,6 +704,8 @@ class GeminiFake(FakeServer):
                 vectors.append({"values": self._vector(f"{task}\x00{text}" if task else text)})
         except _Invalid as bad:
             return self._error(bad.code, bad.status, bad.message)
+        if not self.embed_usage:
+            return self._json({"embeddings": vectors})
         return self._json({"embeddings": vectors, "usageMetadata": {
             "promptTokenCount": tokens, "promptTokenDetails": [{"modality": "TEXT", "tokenCount": tokens}]}})
 

@@ -59,7 +59,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .base import FakeReply, FakeServer, FakeToolCall, estimate_tokens
+from .base import FakeReply, FakeServer, FakeToolCall, estimate_tokens, pace
 from .openai_responses import RESPONSES_ONLY, ResponsesRoutes, _pieces
 
 __all__ = ["OpenAIFake", "FakeReply", "FakeToolCall"]
@@ -541,6 +541,7 @@ class OpenAIFake(ResponsesRoutes, FakeServer):
                         await resp.write(part)
                         await asyncio.sleep(0.001)
                 else:
+                    await pace(self, reply, b'"content":"' in frame and b'"content":""' not in frame)
                     await resp.write(frame)
         await resp.write_eof()
         return resp

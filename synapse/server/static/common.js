@@ -35,13 +35,16 @@ window.Synapse = (function () {
     }
     let data = {};
     try { data = await res.json(); } catch (e) { data = {}; }
-    if (res.status === 401 && data.kind === "login") { location.href = "/login"; throw new Error("log in first"); }
+    if (res.status === 401 && data.kind === "login") {
+      location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+      throw new Error("log in first");
+    }
     if (res.status === 403 && data.kind === "csrf" && !retried) {
       csrf = (await api("GET", "/api/session")).csrf_token;
       return api(method, url, body, true);
     }
     if (!res.ok) {
-      const err = new Error(data.error || data.detail || ("HTTP " + res.status));
+      const err = new Error(typeof data.detail === "string" && data.detail ? data.detail : ("HTTP " + res.status));
       err.status = res.status; err.data = data;
       throw err;
     }

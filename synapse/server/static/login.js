@@ -2,6 +2,8 @@
 (function () {
   const form = document.getElementById("login-form");
   const msg = document.getElementById("login-msg");
+  // The page to return to: the server checked it is a local path (see security.local_path).
+  const next = form.dataset.next || "/settings/models";
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     msg.textContent = "";
@@ -15,9 +17,9 @@
       });
       data = await res.json();
     } catch (e) { msg.textContent = "Synapse is not answering."; return; }
-    if (res.ok) { location.href = "/settings/models"; return; }
+    if (res.ok) { location.href = next; return; }
     if (data.kind === "csrf") { location.reload(); return; }
-    msg.textContent = data.error || "Log in failed.";
+    msg.textContent = data.detail || "Log in failed.";
     form.password.value = "";
     form.password.focus();
   });

@@ -48,10 +48,38 @@
     const remove = $(".btn-danger", card.el);
     if (remove) remove.hidden = !data.saved;
     for (const f of data.fields) {
+      if (f.kind !== "secret") continue;
       const note = card.el.querySelector('[data-note="' + f.setting + '"]');
-      if (note && f.kind === "secret") {
+      if (note) {
         note.textContent = f.masked ? "Saved: " + f.masked + (f.source.startsWith("env:") ? " (from " + f.source.slice(4) + ")" : "") + " — leave empty to keep it" : "";
       }
+      const input = card.el.querySelector('[data-setting="' + f.setting + '"]');
+      if (input) input.placeholder = secretPlaceholder(f);
+    }
+    const summary = $(".advanced summary", card.el);
+    if (summary) {
+      const inUse = data.fields.some((f) => f.advanced && f.value);
+      summary.textContent = "Advanced" + (inUse ? " · custom endpoint" : "");
+    }
+    if (card.afterSave) saveOutcome(card, st);
+  }
+
+  function secretPlaceholder(f) {
+    return f.masked ? "Saved — paste a new key to replace it" : (f.placeholder || "paste your key");
+  }
+
+  // What the form says after Save: never "Saved." next to a red status. The key was
+  // stored either way; the status line says why it does not work.
+  function saveOutcome(card, st) {
+    const msg = card.msg;
+    if (st.state === "checking") { msg.className = "form-msg"; msg.textContent = "Saved. Checking…"; return; }
+    card.afterSave = false;
+    if (st.state === "ok") { msg.className = "form-msg"; msg.textContent = "Saved."; return; }
+    msg.className = "form-msg error-text";
+    msg.textContent = st.state === "error" ? "Not connected: fix what the status above says, then Save again." : "";
+    if (st.state === "error" && st.reason === "Invalid key") {
+      const key = card.el.querySelector('[data-kind="secret"]');
+      if (key) key.setAttribute("aria-invalid", "true");
     }
   }
 
@@ -72,7 +100,7 @@
       const type = f.kind === "secret" ? "password" : "text";
       const input = el("input", {
         id, type, name: f.setting, "data-setting": f.setting, "data-kind": f.kind,
-        placeholder: f.kind === "secret" ? (f.masked ? "Saved — paste a new key to replace it" : (f.placeholder || "paste your key")) : f.placeholder,
+        placeholder: f.kind === "secret" ? secretPlaceholder(f) : f.placeholder,
         autocomplete: f.kind === "secret" ? "off" : "off", spellcheck: "false", autocapitalize: "none",
         inputmode: f.kind === "url" ? "url" : null,
       });
@@ -113,9 +141,18 @@
 
   function buildCard(data) {
     const form = el("form", { novalidate: true, "aria-label": data.label + " settings" });
-    const card = { el: null, data };
     const msg = el("span", { class: "form-msg", "aria-live": "polite" });
-    for (const f of data.fields) form.append(fieldInput(data, f));
+    const card = { el: null, data, msg, afterSave: false };
+    for (const f of data.fields) if (!f.advanced) form.append(fieldInput(data, f));
+    const advanced = data.fields.filter((f) => f.advanced);
+    if (advanced.length) {
+      // Open when an override is in use, so a changed endpoint is never out of sight.
+      const inUse = advanced.some((f) => f.value);
+      const box = el("details", { class: "advanced", open: inUse },
+        el("summary", { text: "Advanced" + (inUse ? " · custom endpoint" : "") }));
+      for (const f of advanced) box.append(fieldInput(data, f));
+      form.append(box);
+    }
     const save = el("button", { type: "submit", class: "btn btn-primary", text: data.on_demand ? "Check" : "Save" });
     const actions = el("div", { class: "actions" }, save);
     if (!data.on_demand) {
@@ -175,7 +212,8 @@
       const data = await api("PUT", "/api/providers/" + card.data.id, values);
       for (const input of form.querySelectorAll('[data-kind="secret"]')) input.value = "";
       markInvalid(card, null);
-      msg.textContent = data.on_demand ? "" : "Saved.";
+      msg.textContent = "";
+      card.afterSave = !data.on_demand;
       update(data);
       schedule(150);
     } catch (e) {
@@ -185,6 +223,7 @@
   }
 
   async function verify(card, msg) {
+    card.afterSave = false;
     msg.className = "form-msg"; msg.textContent = "";
     try { update(await api("POST", "/api/providers/" + card.data.id + "/verify")); schedule(150); }
     catch (e) { msg.className = "form-msg error-text"; msg.textContent = e.message; }
@@ -198,6 +237,8 @@
         if (input.dataset.kind === "select") fillProfiles(input, input.nextElementSibling, "", bedrockProfiles || []);
         else input.value = f && f.kind !== "secret" ? String(f.value || "") : "";
       }
+      card.afterSave = false;
+      markInvalid(card, null);
       msg.className = "form-msg"; msg.textContent = "Removed.";
       update(data);
       refreshModels();
@@ -218,11 +259,11 @@
   let modelsSig = "";
   function renderModels(res) {
     const groups = res.groups.map((g) => ({ ...g, models: g.models.filter((m) => !m.embedding) })).filter((g) => g.models.length);
-    const sig = JSON.stringify([groups, res.model]);
+    const sig = JSON.stringify([groups, res.model, res.model_warning]);
     if (sig === modelsSig) return;
     modelsSig = sig;
     const select = $("#default-model");
-    const hasAny = groups.length > 0;
+    const hasAny = groups.length > 0 || !!res.model;
     $("#selector-empty").hidden = hasAny;
     $("#selector-body").hidden = !hasAny;
     select.textContent = "";
@@ -244,11 +285,14 @@
     }
     select.value = res.model || "";
     select.dataset.labels = JSON.stringify(labels);
-    noteFor(select.value, labels);
+    noteFor(select.value, labels, false, res.model_warning);
   }
 
-  function noteFor(model, labels, saved) {
+  function noteFor(model, labels, saved, warning) {
     const note = $("#model-note");
+    note.classList.toggle("warn", !!warning);
+    $("#default-model").toggleAttribute("aria-invalid", !!warning);
+    if (warning) { note.textContent = warning; return; }
     if (!model) { note.textContent = "No default yet: pick one."; return; }
     const label = labels[model];
     note.textContent = (saved ? "Saved. " : "") + (label ? "Best for: " + label : "Default: " + model);
@@ -304,7 +348,7 @@
       const res = await api("PUT", "/api/settings/model", { model: select.value });
       noteFor(res.model, labels, true);
       modelsSig = "";
-    } catch (e) { $("#model-note").textContent = e.message; }
+    } catch (e) { noteFor(select.value, labels, false, e.message); modelsSig = ""; }
   });
 
   // --- general settings --------------------------------------------------------------

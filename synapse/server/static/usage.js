@@ -24,10 +24,15 @@
   // --- formatting (the same rules as synapse.usage.report.cost_label) -----------------
 
   const int = (n) => (n === null || n === undefined) ? "—" : Number(n).toLocaleString("en-US");
+  // $1,234.50 from $100, $0.0123 down to a cent, two significant digits below ($0.000042).
   function usd(v) {
     if (v === null || v === undefined) return "—";
     if (v < 0) return "-" + usd(-v);  // a cache write can cost more than it saved so far
-    return v < 100 ? "$" + v.toFixed(4) : "$" + v.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+    if (v === 0) return "$0.00";
+    if (v >= 100) return "$" + v.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+    if (v >= 0.01) return "$" + v.toFixed(4);
+    const digits = Math.min(12, 1 - Math.floor(Math.log10(v)));
+    return "$" + v.toFixed(digits).replace(/0+$/, "").replace(/\.$/, "");
   }
   const pct = (r) => (r === null || r === undefined) ? "—" : (r * 100).toFixed(1) + "%";
   function ms(v) {
@@ -144,6 +149,7 @@
     renderBreakdown($("#by-provider"), "provider", data.by_provider);
     renderBreakdown($("#by-model"), "model", data.by_model);
     renderBreakdown($("#by-agent"), "agent", data.by_agent);
+    renderBreakdown($("#by-key"), "key", data.by_key || []);
     renderBreakdown($("#by-day"), "day", data.by_day);
     renderRecent(data.recent, t.calls);
   }
@@ -194,7 +200,18 @@
     ["cache_write_tokens", "Cache write", int],
     ["reasoning_tokens", "Reasoning", int],
   ];
-  const HEADS = { provider: "Provider", model: "Model", agent: "Agent", day: "Day" };
+  const HEADS = { provider: "Provider", model: "Model", agent: "Agent", key: "API key", day: "Day" };
+
+  // A model id on one line, or wrapped only after a "/" (org/model), never inside a name;
+  // a part too long for the column ends in an ellipsis, and the whole id shows on hover.
+  function modelId(id, attrs) {
+    const span = el("span", { class: "model-id", title: id, ...(attrs || {}) });
+    id.split(/(?<=\/)/).forEach((part, i) => {
+      if (i) span.append(el("wbr"));
+      span.append(el("span", { class: "seg", text: part }));
+    });
+    return span;
+  }
 
   function th(text, cls) { return el("th", { scope: "col", class: cls, text }); }
   function td(col, text, cls) { return el("td", { "data-col": col, class: cls, text }); }
@@ -228,10 +245,12 @@
       const key = r[by] === null ? "" : r[by];
       let name;
       if (by === "provider") name = el("th", { scope: "row", "data-col": "name", text: provider(r.provider) });
-      else if (by === "model") name = el("th", { scope: "row", "data-col": "name", class: "model" }, el("span", { class: "model-id", text: r.model }),
+      else if (by === "model") name = el("th", { scope: "row", "data-col": "name", class: "model" }, modelId(r.model),
         el("span", { class: "sub", text: provider(r.provider) }));
       else if (by === "agent") name = el("th", { scope: "row", "data-col": "name", class: r.agent === null ? "none" : null,
         text: r.agent === null ? "no agent" : r.agent });
+      else if (by === "key") name = el("th", { scope: "row", "data-col": "name", class: r.key === null ? "none" : null,
+        text: r.key === null ? "no key (not through the gateway)" : r.key });
       else name = el("th", { scope: "row", "data-col": "name", text: r.day });
       const tr = el("tr", { "data-key": key }, name);
       for (const [col, , fmt] of NUMBERS) tr.append(td(col, fmt(r[col]), "num"));
@@ -245,14 +264,14 @@
   function renderRecent(rows, total) {
     const table = $("#recent");
     const head = header([["Time"], ["Model"], ["Agent"]],
-      [["Cost", "num"], ["Saved", "num"], ["Latency", "num"], ["TTFT", "num"], ["Outcome"], ["Resp. cache"]]);
+      [["Cost", "num"], ["Saved", "num"], ["Latency", "num"], ["Outcome"], ["Resp. cache"]]);
     const body = el("tbody");
     for (const r of rows) {
       const ok = r.outcome === "ok";
       body.append(el("tr", { "data-id": String(r.id) },
         el("td", { "data-col": "time" }, el("time", { datetime: r.time },
           el("span", { class: "time-day", text: when(r.time).slice(0, 10) }), " ", el("span", { text: when(r.time).slice(11) }))),
-        el("td", { class: "model" }, el("span", { "data-col": "model", class: "model-id", text: r.model }),
+        el("td", { class: "model" }, modelId(r.model, { "data-col": "model" }),
           el("span", { "data-col": "provider", class: "sub", text: provider(r.provider) })),
         td("agent", r.agent === null ? "—" : r.agent, r.agent === null ? "none" : null),
         td("input_tokens", int(r.input_tokens), "num"),
@@ -262,8 +281,8 @@
         td("reasoning_tokens", int(r.reasoning_tokens), "num"),
         costCell(r),
         td("savings", usd(r.savings_usd), "num"),
-        td("latency", ms(r.latency_ms), "num"),
-        td("ttft", ms(r.ttft_ms), "num"),
+        el("td", { class: "num latency" }, el("span", { "data-col": "latency", text: ms(r.latency_ms) }),
+          el("span", { class: "sub", title: "time to the first token" }, "TTFT ", el("span", { "data-col": "ttft", text: ms(r.ttft_ms) }))),
         el("td", { "data-col": "outcome" }, el("span", { class: "badge " + (ok ? "badge-ok" : "badge-error"), text: r.outcome })),
         td("response_cache_hit", r.response_cache_hit ? "hit" : "—", r.response_cache_hit ? "hit" : "none"),
       ));

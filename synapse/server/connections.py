@@ -1,0 +1,130 @@
+"""Connection guards for uvicorn: a header-read timeout and a cap on open connections.
+
+uvicorn (0.54) arms its keep-alive timer only after a response, so a socket that connects
+and never sends a byte, or trickles a header a byte at a time, stays open for ever; 1,100
+of them used up the process's file limit. `limit_concurrency` does not help: it answers
+503 once the request's headers are in, and an idle socket never gets that far.
+
+Nor does anything bound the size of a request head with httptools: it keeps every header
+it is fed (2 MB of headers were accepted in a probe).
+
+`guarded(header_timeout, max_connections, max_head)` is uvicorn's protocol with guards:
+
+* a connection must deliver a complete request head within `header_timeout` seconds of
+  opening, and again after each response (a keep-alive connection waiting for its next
+  request); otherwise it is closed;
+* a request head over `max_head` bytes is answered 431 and the connection closed;
+* past `max_connections` open connections, a new one is answered 503 and closed at once,
+  so the server keeps the file descriptors it needs to answer the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # httptools is optional for uvicorn; h11 then
+    HttpToolsProtocol = None  # type: ignore[assignment, misc]
+
+__all__ = ["BUSY", "HEAD_TOO_LARGE", "guarded"]
+
+
+def _reply(status: bytes, detail: bytes, extra: bytes = b"") -> bytes:
+    body = b'{"detail":"' + detail + b'"}'
+    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n" + extra + b"connection: close\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+BUSY = _reply(b"503 Service Unavailable", b"the server has too many open connections: try again in a few seconds",
+              b"retry-after: 5\r\n")
+HEAD_TOO_LARGE = _reply(b"431 Request Header Fields Too Large", b"the request line and headers are too large")
+
+
+class _Guard:
+    """The guards, mixed into uvicorn's protocol classes; the limits come as keyword arguments."""
+
+    # set by uvicorn's protocol __init__ / connection_made
+    loop: asyncio.AbstractEventLoop
+    transport: Any
+    cycle: Any
+    connections: set[Any]
+
+    def __init__(self, *args: Any, header_timeout: float, max_connections: int, max_head: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limits = (header_timeout, max_connections, max_head)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._head_for: Any = None
+        self._head_bytes = 0
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        if len(self.connections) > self._limits[1]:
+            transport.write(BUSY)
+            transport.close()
+            return
+        self._await_head()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        if not self.transport.is_closing():
+            self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)  # type: ignore[misc]
+        if self._header_timer is None or self.cycle is not self._head_for:
+            return  # not waiting for a head (the head is in; this is body or the next request)
+        self._head_bytes += len(data)
+        if self._head_bytes > self._limits[2] and not self.transport.is_closing():
+            self._cancel_head_timer()
+            self.transport.write(HEAD_TOO_LARGE)
+            self.transport.close()
+
+    def _await_head(self) -> None:
+        """Start the clock for the next request head; `self.cycle` changes when it is in."""
+        self._cancel_head_timer()
+        self._head_for, self._head_bytes = self.cycle, 0
+        self._header_timer = self.loop.call_later(self._limits[0], self._head_timed_out, self.cycle)
+
+    def _cancel_head_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _head_timed_out(self, waiting_after: Any) -> None:
+        self._header_timer = None
+        if self.cycle is not waiting_after:
+            return  # a new request head arrived in time
+        if waiting_after is not None and not waiting_after.response_complete:
+            return  # still answering (a pipelined request): re-armed when it completes
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+class GuardedH11Protocol(_Guard, H11Protocol):
+    pass
+
+
+if HttpToolsProtocol is not None:
+
+    class GuardedHttpToolsProtocol(_Guard, HttpToolsProtocol):
+        pass
+
+
+def guarded(header_timeout: float, max_connections: int, max_head: int = 64 * 1024) -> Callable[..., Any]:
+    """uvicorn's `http=` protocol factory with the guards: httptools when installed, else h11.
+
+    A `functools.partial` of a module-level class, so a config with it can be pickled
+    into worker processes (`uvicorn --workers` spawns them).
+    """
+    cls: type[_Guard] = GuardedHttpToolsProtocol if HttpToolsProtocol is not None else GuardedH11Protocol
+    return functools.partial(cls, header_timeout=header_timeout, max_connections=max_connections, max_head=max_head)
