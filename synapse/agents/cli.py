@@ -33,6 +33,8 @@ def _agent_flags(p: argparse.ArgumentParser) -> None:
                    help="reuse replies to the same (exact) or a similar (semantic) request")
     p.add_argument("--max-cost", dest="max_total_cost_usd", help="USD per session, or empty for no limit")
     p.add_argument("--memory", choices=("on", "off"), help="long-term memory across sessions")
+    p.add_argument("--memory-tool", choices=("on", "off"),
+                   help="Anthropic's memory tool (a /memories folder of files) for Claude models")
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -92,6 +94,8 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
         out["max_total_cost_usd"] = args.max_total_cost_usd or None
     if args.memory is not None:
         out["memory"] = args.memory
+    if args.memory_tool is not None:
+        out["memory_tool"] = args.memory_tool
     return out
 
 
@@ -102,7 +106,8 @@ def _print_json(data: Any) -> None:
 def _show(spec: Any) -> None:
     d = spec.as_dict()
     print(f"{spec.name}  ({spec.id})")
-    for key in ("description", "model", "tools", "max_turns", "temperature", "response_cache", "max_total_cost_usd", "memory"):
+    for key in ("description", "model", "tools", "max_turns", "temperature", "response_cache", "max_total_cost_usd", "memory",
+                "memory_tool"):
         value = d[key]
         if key == "tools":
             value = ", ".join(value) or "(none)"

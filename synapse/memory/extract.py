@@ -255,8 +255,8 @@ async def extract(
     """Run one extraction for `agent` over a user message and the reply to it.
 
     `model`: the agent's own model; the `memory_model` setting wins over it. `context`:
-    the turn's CallContext (its agent and session label the ledger row; `kind` becomes
-    "memory"). Never raises for a model or parsing failure: the Outcome says what happened.
+    the turn's CallContext (its agent, session and API key label the ledger row; `kind`
+    becomes "memory"). Never raises for a model or parsing failure: the Outcome says what happened.
     """
     from ..client import CallContext, achat
 
@@ -268,6 +268,9 @@ async def extract(
         session=session_id or (context.session if context is not None else None),
         extra=dict(context.extra) if context is not None else {},
         kind="memory",
+        # a turn that came with a gateway API key: its memory work is billed to the key too
+        key=context.key if context is not None else None,
+        parent=context.parent if context is not None else None,
     )
     if name is None:
         return _done(agent, Outcome("error", "no model for memory extraction: set memory_model or model"))

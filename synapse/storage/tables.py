@@ -77,6 +77,8 @@ agents = sa.Table(
     sa.Column("response_cache", sa.String(16), nullable=False, server_default="off"),
     sa.Column("max_total_cost_usd", sa.Float),
     sa.Column("memory", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Anthropic's memory tool (a /memories folder) for the agent's Claude models
+    sa.Column("memory_tool", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("extra", sa.JSON),  # provider request fields, e.g. {"thinking": {...}}
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),

@@ -1,5 +1,6 @@
 """Long-term memories: memories, their vectors per embedding model, history, scope versions;
-a full-text index (SQLite FTS5 with sync triggers, PostgreSQL a GIN index on to_tsvector).
+a full-text index (SQLite FTS5 with sync triggers, PostgreSQL a GIN index on to_tsvector);
+`agents.memory_tool` (Anthropic's memory tool for the agent's Claude models).
 
 Revision ID: 0004
 Revises: 0003
@@ -77,6 +78,8 @@ def upgrade() -> None:
         sa.Column("agent", sa.String(64), primary_key=True),
         sa.Column("version", sa.Integer, nullable=False, server_default="0"),
     )
+    with op.batch_alter_table("agents") as batch:
+        batch.add_column(sa.Column("memory_tool", sa.Boolean, nullable=False, server_default=sa.false()))
     dialect = op.get_bind().dialect.name
     if dialect == "sqlite":
         for statement in _SQLITE_FTS:
@@ -91,6 +94,8 @@ def downgrade() -> None:
         for trigger in ("memories_fts_ai", "memories_fts_ad", "memories_fts_au"):
             op.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         op.execute("DROP TABLE IF EXISTS memories_fts")
+    with op.batch_alter_table("agents") as batch:
+        batch.drop_column("memory_tool")
     op.drop_table("memory_scopes")
     op.drop_table("memory_history")
     op.drop_table("memory_vectors")
