@@ -205,8 +205,13 @@ class MemoryStore:
             by_id = self.get_many(existing.values(), with_models=True)
             return [(by_id[existing[_norm(text)]], False) for text in clean]
         with self.engine.begin() as conn:
-            version = sql.bump_version(conn, agent)
+            version = sql.bump_version(conn, agent)  # the scope's write lock: writers of it queue here
+            meanwhile = _find_in(conn, agent, fresh)  # stored by another writer since the first look
+            existing.update(meanwhile)
+            had.update(meanwhile)
             for i, text in enumerate(fresh):
+                if _norm(text) in meanwhile:
+                    continue
                 mid = int(conn.execute(sa.insert(t).values(
                     agent=agent, text=text, fingerprint=fingerprint(text), source=source, session_id=session_id,
                     turn=turn, created_at=now, updated_at=now, recall_count=0,
@@ -415,20 +420,10 @@ class MemoryStore:
 
     def _find_texts(self, agent: str, texts: Sequence[str]) -> dict[str, int]:
         """normalised text -> id of the scope's memories with one of these texts."""
-        import sqlalchemy as sa
-
-        from ..storage.tables import memories as t
-
-        prints = {fingerprint(x): _norm(x) for x in texts}
-        if not prints:
+        if not texts:
             return {}
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(t.c.id, t.c.fingerprint).where(
-                t.c.agent == agent, t.c.fingerprint.in_(list(prints))).order_by(t.c.id))
-            found: dict[str, int] = {}
-            for mid, fp in rows:
-                found.setdefault(prints[fp], int(mid))
-        return found
+            return _find_in(conn, agent, texts)
 
 
 def resolve_agent(ref: object, settings: Mapping[str, Any] | None = None) -> str:
@@ -445,6 +440,22 @@ def resolve_agent(ref: object, settings: Mapping[str, Any] | None = None) -> str
         known = ", ".join(a.name for a in agents.list()) or "none"
         raise MemoryNotFound(f"no agent {ref!r} (known agents: {known}); '*' is the scope every agent shares")
     return str(spec.id)
+
+
+def _find_in(conn: "sa.Connection", agent: str, texts: Sequence[str]) -> dict[str, int]:
+    import sqlalchemy as sa
+
+    from ..storage.tables import memories as t
+
+    prints = {fingerprint(x): _norm(x) for x in texts}
+    if not prints:
+        return {}
+    rows = conn.execute(sa.select(t.c.id, t.c.fingerprint).where(
+        t.c.agent == agent, t.c.fingerprint.in_(list(prints))).order_by(t.c.id))
+    found: dict[str, int] = {}
+    for mid, fp in rows:
+        found.setdefault(prints[fp], int(mid))
+    return found
 
 
 def _norm(text: str) -> str:
