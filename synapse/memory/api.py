@@ -12,10 +12,14 @@
     GET    /api/v1/agents/{agent}/memories/export          JSON download
     GET    /api/v1/agents/{agent}/memories/reembed         re-embed progress
     POST   /api/v1/agents/{agent}/memories/reembed         start re-embedding (runs in the server)
+    GET    /api/v1/agents/{agent}/memories/files           the files of Claude's memory tool (/memories)
+    DELETE /api/v1/agents/{agent}/memories/files?path=     delete one of them
+    GET    /api/v1/memories                                every scope: shared, then each agent, with counts
 
 `{agent}` is an agent id or name, or `shared` / `*` for the memories every agent
-shares. Errors are `{"detail": "..."}`: 400 for bad input, 404 for an unknown agent or
-memory, 409 when a re-embed already runs. Who may call it: the rest of /api/v1's rule
+shares. Forgetting everything erases the scope's memories, their history and (for an
+agent) its memory-tool files. Errors are `{"detail": "..."}`: 400 for bad input, 404 for
+an unknown agent or memory, 409 when a re-embed already runs. Who may call it: the rest of /api/v1's rule
 (synapse/agents/access.py). Mounted with one `include_router` line.
 """
 
@@ -32,9 +36,10 @@ from ..agents.access import require_access
 from ..errors import SynapseError
 from .records import MemoryNotFound, MemoryStoreError
 
-__all__ = ["router"]
+__all__ = ["router", "scopes_router"]
 
 router = APIRouter(prefix="/api/v1/agents/{agent}/memories", tags=["memory"], dependencies=[Depends(require_access)])
+scopes_router = APIRouter(prefix="/api/v1/memories", tags=["memory"], dependencies=[Depends(require_access)])
 
 
 class AddBody(BaseModel):
@@ -114,7 +119,38 @@ async def forget_everything(agent: str, confirm: str = "") -> dict[str, Any]:
     scope = await _scope(store, agent)
     if confirm != "forget":
         raise HTTPException(status_code=400, detail="forgetting everything cannot be undone: add ?confirm=forget")
-    return {"agent": scope, "deleted": await asyncio.to_thread(store.forget_all, scope)}
+    deleted = await asyncio.to_thread(store.forget_all, scope)
+    files = await asyncio.to_thread(_folder(store, scope).clear) if scope != "*" else 0
+    return {"agent": scope, "deleted": deleted, "files_deleted": files}
+
+
+def _folder(store: Any, scope: str) -> Any:
+    from .files import MemoryFolder, folder_for
+
+    return MemoryFolder(folder_for(store.settings, scope))
+
+
+@router.get("/files")
+async def memory_files(agent: str) -> dict[str, Any]:
+    store = _store()
+    scope = await _scope(store, agent)
+    files = [] if scope == "*" else await asyncio.to_thread(_folder(store, scope).files)
+    return {"agent": scope, "files": files}
+
+
+@router.delete("/files")
+async def delete_memory_file(agent: str, path: str = Query(..., min_length=1, max_length=1000)) -> dict[str, Any]:
+    from ..agents.tools import ToolError
+
+    store = _store()
+    scope = await _scope(store, agent)
+    if scope == "*":
+        raise HTTPException(status_code=404, detail="the shared scope has no memory files")
+    try:
+        await asyncio.to_thread(_folder(store, scope).run, {"command": "delete", "path": path})
+    except ToolError as exc:
+        raise HTTPException(status_code=404 if "does not exist" in str(exc) else 400, detail=str(exc)) from None
+    return {"deleted": path}
 
 
 @router.get("/history")
@@ -238,3 +274,25 @@ async def delete_memory(agent: str, memory_id: int) -> dict[str, Any]:
     except SynapseError as exc:
         raise _fail(exc) from None
     return {"deleted": gone.id}
+
+
+@scopes_router.get("")
+async def memory_scopes() -> dict[str, Any]:
+    """The scopes the Memory page lists: shared first, then every agent (memory on or not), with counts."""
+    from ..agents.store import AgentStore
+
+    store = _store()
+
+    def read() -> list[dict[str, Any]]:
+        counts = {s["agent"]: s["count"] for s in store.scopes()}
+        agents = AgentStore(store.settings).list()
+        out = [{"agent": "*", "name": "Shared", "count": counts.pop("*", 0), "memory": True, "memory_tool": False}]
+        for a in agents:
+            out.append({"agent": a.id, "name": a.name, "count": counts.pop(a.id, 0), "memory": a.memory,
+                        "memory_tool": a.memory_tool})
+        # memories of agents deleted since: still there, still erasable
+        out += [{"agent": scope, "name": f"deleted agent {scope}", "count": n, "memory": False, "memory_tool": False}
+                for scope, n in sorted(counts.items())]
+        return out
+
+    return {"scopes": await asyncio.to_thread(read)}

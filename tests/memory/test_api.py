@@ -61,7 +61,7 @@ def test_shared_scope_export_and_forget_everything(api: ApiClient) -> None:
     assert [m["text"] for m in r.json()["memories"]] == ["one", "two"]
     r = api.delete(BASE)
     assert r.status == 400 and r.json() == {"detail": "forgetting everything cannot be undone: add ?confirm=forget"}
-    assert api.delete(BASE + "?confirm=forget").json() == {"agent": scope, "deleted": 2}
+    assert api.delete(BASE + "?confirm=forget").json() == {"agent": scope, "deleted": 2, "files_deleted": 0}
     assert api.get("/api/v1/agents/*/memories").json()["total"] == 1  # the shared scope stays
 
 
@@ -90,3 +90,32 @@ def test_reembed_runs_in_the_server_and_reports_progress(api: ApiClient) -> None
         time.sleep(0.05)
         state = api.get(BASE + "/reembed").json()
     assert state["running"] is False and state["done"] == state["total"] == 3 and state["fraction"] == 1.0
+
+
+def test_scopes_and_the_memory_tool_files(api: ApiClient) -> None:
+    from synapse import settings
+    from synapse.agents.store import AgentStore
+    from synapse.memory.files import MemoryFolder, folder_for
+
+    spec = AgentStore().create({"name": "Noter", "memory_tool": True})
+    api.post("/api/v1/agents/shared/memories", {"text": "The office is in Leeds."})
+    api.post(f"/api/v1/agents/{spec.id}/memories", {"text": "The user is called Sam."})
+    scopes = {s["name"]: s for s in api.get("/api/v1/memories").json()["scopes"]}
+    assert list(scopes)[0] == "Shared" and scopes["Shared"]["count"] == 1
+    assert (scopes["Noter"]["count"], scopes["Noter"]["memory"], scopes["Noter"]["memory_tool"]) == (1, False, True)
+    assert scopes["Assistant"]["count"] == 0
+
+    folder = MemoryFolder(folder_for(settings.load(), spec.id))
+    folder.run({"command": "create", "path": "/memories/user.md", "file_text": "Sam likes <b>tea</b>."})
+    folder.run({"command": "create", "path": "/memories/work/plan.md", "file_text": "ship it"})
+    files = f"/api/v1/agents/{spec.id}/memories/files"
+    assert api.get(files).json()["files"] == [
+        {"path": "/memories/user.md", "size": 21, "text": "Sam likes <b>tea</b>."},
+        {"path": "/memories/work/plan.md", "size": 7, "text": "ship it"}]
+    assert api.delete(files + "?path=/memories/../settings.json").status == 400
+    assert api.delete(files + "?path=/memories/nope.md").status == 404
+    assert api.delete(files + "?path=/memories/work/plan.md").json() == {"deleted": "/memories/work/plan.md"}
+    gone = api.delete(f"/api/v1/agents/{spec.id}/memories?confirm=forget").json()
+    assert gone == {"agent": spec.id, "deleted": 1, "files_deleted": 1}
+    assert not folder.root.exists() and api.get(files).json()["files"] == []
+    assert (folder.root.parent.parent / "synapse.db").exists()  # only that folder went
