@@ -12,7 +12,8 @@ similarity distributions the threshold in synapse/memory/recall.py is calibrated
 speed: N memories of generated text with random unit vectors (search cost does not
 depend on the values; embedding 100k texts would take most of an hour here), then
 `recall()` for real questions, local query embedding included. The query embedding
-alone is the baseline measured in the same run. With `pysqlite3` and `sqlite-vec`
+alone is the baseline measured in the same run. Before and after, the query embedding
+with one engine thread against all of them (what embeddings_local.py chooses between). With `pysqlite3` and `sqlite-vec`
 installed (not dependencies of Synapse), also times an exact top-5 in a sqlite-vec
 `vec0` table over the same vectors, the alternative vectors.py explains it did not take.
 """
@@ -229,6 +230,7 @@ async def speed(sizes: list[int], rounds: int = 5) -> list[dict[str, Any]]:
         delete_s = time.perf_counter() - t
         row: dict[str, Any] = {
             "memories": n,
+            "load_average": round(os.getloadavg()[0], 2),
             "recall_ms_p50_p95": _ms(recall_t),
             "query_embedding_ms_p50_p95 (baseline)": _ms(embed_t),
             "keyword_search_ms_p50": _ms(words_t)[0],
@@ -242,6 +244,31 @@ async def speed(sizes: list[int], rounds: int = 5) -> list[dict[str, Any]]:
         results.append(row)
         print(json.dumps(row), flush=True)
     return results
+
+
+def _threads(rounds: int = 6) -> dict[str, Any]:
+    """The query embedding with one engine thread and with all, forced, in alternating
+    blocks of the same process (synapse.embeddings_local picks by the load average)."""
+    from synapse import embeddings_local as el
+
+    el.embed_local_sync(["warm up"], query=True)
+    if el._set_threads is None:
+        return {}
+    times: dict[int, list[float]] = {1: [], el._max_threads: []}
+    for block in range(2 * rounds):
+        n = 1 if block % 2 == 0 else el._max_threads
+        for q in QUESTIONS:
+            with el._lock:
+                el._set_threads(n)
+                t = time.perf_counter()
+                el._model.query([q])
+                times[n].append(time.perf_counter() - t)
+    out = {"load_average": os.getloadavg()[0], "all_threads": el._max_threads,
+           "threads_now": el.threads_for_now()}
+    for n, samples in times.items():
+        p50, p95 = _ms(samples)
+        out[f"query_embedding_{n}_thread(s)_ms_p50_p95"] = (round(p50, 2), round(p95, 2))
+    return out
 
 
 def _sqlite_vec(vectors: Any) -> dict[str, Any]:
@@ -294,7 +321,9 @@ def main() -> None:
         print(json.dumps(asyncio.run(quality()), indent=2))
     elif what == "speed":
         sizes = [int(x) for x in sys.argv[2:]] or [1000, 10000, 100000]
+        print(json.dumps({"engine threads": _threads()}), flush=True)
         asyncio.run(speed(sizes))
+        print(json.dumps({"engine threads (after)": _threads()}), flush=True)
     else:
         raise SystemExit("usage: bench_memory.py quality | speed [N ...]")
 

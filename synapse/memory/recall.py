@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
     from ..client import CallContext
 
-__all__ = ["CALIBRATED", "RRF_K", "SearchMode", "format_recalled", "min_similarity", "recall", "search"]
+__all__ = ["CALIBRATED", "RRF_K", "SearchMode", "format_recalled", "min_similarity", "recall", "search", "settle"]
 
 SearchMode = Literal["hybrid", "vector", "keyword"]
 
@@ -210,7 +210,9 @@ async def search(
     # Embed the query in the configured model while the database is asked what to search.
     first = asyncio.ensure_future(_embed(store, text, current, context)) if use_vectors else None
     try:
-        plan = await asyncio.to_thread(_plan, store, scopes, current, text, n, use_vectors, use_words)
+        if first is not None:
+            await asyncio.sleep(0)  # the embedding's thread starts before the database is asked
+        plan = await _db(store, _plan, store, scopes, current, text, n, use_vectors, use_words)
         queries: dict[str, np.ndarray] = {}
         if first is not None:
             vector = await first
@@ -228,7 +230,15 @@ async def search(
     else:
         limits = [threshold for _ in queries]
     floor = min((x for x in limits if x is not None), default=None)
-    return await asyncio.to_thread(_rank, store, plan, queries, n, k, mode, floor, mark_recalled)
+    return await _db(store, _rank, store, plan, queries, n, k, mode, floor, mark_recalled)
+
+
+async def _db(store: MemoryStore, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a database step: inline on SQLite (a local file: a millisecond, cheaper than a
+    thread hop, as agents/loop.py does), in a thread on a database across the network."""
+    if store.engine.dialect.name == "sqlite":
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
 
 
 def _rank(store: MemoryStore, plan: _Plan, queries: Mapping[str, "np.ndarray"], n: int, k: int, mode: SearchMode,
@@ -280,9 +290,38 @@ async def recall(
     context: "CallContext | None" = None,
 ) -> list[Hit]:
     """The memories to put before a turn: a search for the user's message (and the last
-    assistant reply, which often carries the subject), counted as recalled."""
+    assistant reply, which often carries the subject), counted as recalled.
+
+    The count is written after this returns (a write transaction the turn need not wait
+    for: about a millisecond, bench/RESULTS.md); `settle()` waits for it."""
     query = message if not last_reply else f"{message}\n{last_reply[-1000:]}"
-    return await search(store, agent, query, k=k, context=context, mark_recalled=True)
+    hits = await search(store, agent, query, k=k, context=context)
+    if hits:
+        _mark_later(store, [h.memory.id for h in hits])
+    return hits
+
+
+_marking: set["asyncio.Future[None]"] = set()
+
+
+def _mark_later(store: MemoryStore, ids: list[int]) -> None:
+    def mark() -> None:
+        try:
+            store.mark_recalled(ids)
+        except Exception as exc:  # a count is not worth a failed turn
+            import logging
+
+            logging.getLogger("synapse.memory").warning("could not count a recall: %s", exc)
+
+    future = asyncio.get_running_loop().run_in_executor(None, mark)
+    _marking.add(future)
+    future.add_done_callback(_marking.discard)
+
+
+async def settle() -> None:
+    """Wait until the recall counts started so far are written."""
+    if _marking:
+        await asyncio.gather(*list(_marking))
 
 
 def format_recalled(hits: Sequence[Hit]) -> str:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from synapse.memory import SHARED, MemoryStore
 from synapse.memory import sql, vectors
-from synapse.memory.recall import format_recalled, recall, search
+from synapse.memory.recall import format_recalled, recall, search, settle
 from synapse.memory.vectors import ScopeMatrix, cache, pack
 
 FACTS = [
@@ -75,6 +75,7 @@ async def test_recall_counts_and_search_does_not(store: MemoryStore) -> None:
     assert store.get(cat).recall_count == 0
     hits = await recall(store, "agent-a", "Does Biscuit need a vet visit?", last_reply="Cats need yearly checkups.")
     assert hits[0].memory.id == cat
+    await settle()  # the count is written off the turn's path
     after = store.get(cat)
     assert after.recall_count == 1 and after.last_recalled_at is not None
     block = format_recalled(hits)
@@ -146,7 +147,11 @@ async def test_words_in_most_memories_are_left_out_of_keyword_search(store: Memo
     monkeypatch.setattr(sql, "COMMON_MIN_DOCS", 10)
     rare = await store.add("agent-a", "Weekly notes: the zeppelin museum trip is on Friday.")
     await store.insert("agent-a", [f"Weekly notes: item number {i} of the routine list." for i in range(30)])
+    await store.insert("agent-a", [f"The lantern number {i} is in the shed." for i in range(4)])
     with store.engine.connect() as conn:
+        # 35 memories: 5% is under two, so a word in four of them is common too (past COMMON_MIN_DOCS the
+        # share applies as it is, not of at least COMMON_MIN_DOCS)
+        assert sql._without_common(conn, ["lantern", "zeppelin"]) == ["zeppelin"]
         assert sql.keyword_terms("weekly zeppelin notes") == ["weekly", "zeppelin", "notes"]
         assert sql._without_common(conn, ["weekly", "zeppelin", "notes"]) == ["zeppelin"]
         assert sql.keyword_search(conn, "weekly notes", ["agent-a"], 10) == []  # only common words: no ranking

@@ -50,7 +50,7 @@ async def test_remember_stores_once_and_forget_finds_by_words(anthropic: Any, fr
     anthropic.reply(FakeReply(tool_calls=[FakeToolCall("t3", "forget", {"memory": "my dentist"})]))
     anthropic.reply(FakeReply(text="Forgotten."))
     events = await events_of(a, "Forget who my dentist is.")
-    assert one(events, "tool_result").content == f"Forgot memory {memory.id}: The user's dentist is Dr Okafor."
+    assert one(events, "tool_result").content == f"Forgot memory {memory.id}: {memory.text}"  # whichever call won
     assert store.memories(a.spec.id) == []
 
 
