@@ -175,6 +175,9 @@ class MemoryHook:
         if mem is None and not files:
             return
         changes = [*(mem.changes if mem is not None else []), *files]
+        if changes:  # the extraction logs its own outcome (extract.py)
+            log.info("memory of %s changed by the model's tools in session %s: %s", ctx.agent.name, ctx.session_id,
+                     ", ".join(f"{c['op']} {c.get('id', c.get('path'))}" for c in changes))
         if mem is None or not _on(ctx.settings.get("memory_auto_extract", True)):
             if not changes:
                 return

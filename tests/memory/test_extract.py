@@ -151,3 +151,17 @@ def test_parse_operations_tolerates_fences_and_prose() -> None:
         parse_operations("  ")
     with pytest.raises(ValueError, match="not a list"):
         parse_operations('{"operations": {"op": "add"}}')
+
+
+async def test_a_turn_that_came_with_an_api_key_bills_its_memory_work_to_the_key(anthropic: Any, fresh_db: Any) -> None:
+    store = MemoryStore()
+    anthropic.reply(ops({"op": "add", "text": "The user is left-handed."}))
+    key_ctx = CallContext(key="laptop")
+    outcome = await run(store, "I'm left-handed.", context=CallContext(agent="Helper", session="s-1", key="laptop",
+                                                                        parent=key_ctx))
+    assert outcome.status == "applied"
+    ledger.flush()
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT kind, key_name, cost_usd FROM usage_calls WHERE provider = 'anthropic'")).all()
+    assert [(k, n) for k, n, _ in rows] == [("memory", "laptop")]
+    assert key_ctx.spent_usd == pytest.approx(rows[0][2])  # the key's budget check reads its own context
