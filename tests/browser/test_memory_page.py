@@ -104,7 +104,7 @@ def test_the_memory_page_lists_searches_edits_and_deletes(page: Any, serve: Serv
     doomed.get_by_role("button", name="Delete for good?").click()
     page.wait_for_function("() => document.querySelectorAll('#memories .memory').length === 2")
     assert all("Biscuit" not in m["text"] for m in api.get(base).json()["memories"])
-    assert page.locator("#scopes .current .s").inner_text().startswith("2 memories")
+    page.wait_for_function("() => document.querySelector('#scopes .current .s').textContent.startsWith('2 memories')")
 
 
 def test_export_reembed_and_forget_everything(page: Any, serve: ServeProcess, screenshots: Path) -> None:
