@@ -4,34 +4,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.browser.helpers import ApiClient, ServeProcess
+from tests.browser.test_chat_page import fake, serve  # noqa: F401  (the same server set-up: fixtures)
 from tests.fakes.anthropic import AnthropicFake
 from tests.fakes.base import FakeReply
 
 XSS = '<img src=x onerror="window.__xss=1">The user writes <script>window.__xss=2</script> HTML.'
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[AnthropicFake]:
-    server = AnthropicFake().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def serve(fake: AnthropicFake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    data = tmp_path_factory.mktemp("memory-page") / "data"
-    data.mkdir()
-    (data / "settings.json").write_text(json.dumps({**fake.settings(), "model": "claude-sonnet-4-5"}))
-    srv = ServeProcess(data).start(timeout=30)
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@
 // Markdown through SynapseMarkdown (sanitised, as DOM nodes).
 "use strict";
 (function () {
-  const { $, el, api, showBanner } = window.Synapse;
+  const { $, el, api, showBanner, ago } = window.Synapse;
   const md = window.SynapseMarkdown;
   let csrf = document.querySelector('meta[name="csrf-token"]').content;
 
@@ -20,13 +20,6 @@
     if (v === null || v === undefined) return "price unknown";
     if (v === 0) return "$0";
     return v < 0.01 ? "$" + v.toFixed(4) : "$" + v.toFixed(3);
-  }
-  function ago(ts) {
-    const s = Date.now() / 1000 - ts;
-    if (s < 60) return "just now";
-    if (s < 3600) return Math.floor(s / 60) + " min ago";
-    if (s < 86400) return Math.floor(s / 3600) + " h ago";
-    return new Date(ts * 1000).toLocaleDateString();
   }
   function scrollDown(force) {
     const c = $("#conversation");

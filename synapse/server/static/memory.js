@@ -3,20 +3,13 @@
 // every one goes in with textContent, never as HTML.
 "use strict";
 (function () {
-  const { $, el, api, showBanner } = window.Synapse;
+  const { $, el, api, showBanner, ago } = window.Synapse;
   const PAGE = 50;
   const state = { scopes: [], scope: null, offset: 0, query: "", mode: "hybrid", historyFor: null, polling: null };
 
   const base = () => "/api/v1/agents/" + encodeURIComponent(state.scope === "*" ? "shared" : state.scope) + "/memories";
   const current = () => state.scopes.find((s) => s.agent === state.scope) || null;
 
-  function ago(ts) {
-    const s = Date.now() / 1000 - ts;
-    if (s < 60) return "just now";
-    if (s < 3600) return Math.floor(s / 60) + " min ago";
-    if (s < 86400) return Math.floor(s / 3600) + " h ago";
-    return new Date(ts * 1000).toLocaleDateString();
-  }
   const count = (n, one, many) => n + " " + (n === 1 ? one : many);
   const memories = (n) => count(n, "memory", "memories");
 
