@@ -224,5 +224,6 @@ def _spec(row: Any) -> AgentSpec:
         name=row["name"], system_prompt=row["system_prompt"], description=row["description"], model=row["model"],
         max_turns=row["max_turns"], tools=list(row["tools"] or []), temperature=row["temperature"],
         response_cache=row["response_cache"], max_total_cost_usd=row["max_total_cost_usd"], memory=bool(row["memory"]),
-        memory_tool=bool(row["memory_tool"]), extra=dict(row["extra"] or {}), id=row["id"], created_at=row["created_at"], updated_at=row["updated_at"],
+        memory_tool=bool(row["memory_tool"]), extra=dict(row["extra"] or {}), id=row["id"],
+        created_at=row["created_at"], updated_at=row["updated_at"],
     )

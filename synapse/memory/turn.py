@@ -181,7 +181,9 @@ class MemoryHook:
         if mem is None or not _on(ctx.settings.get("memory_auto_extract", True)):
             if not changes:
                 return
-            event = MemoryOutcome("off", "automatic extraction is off; changed by the model's tools", changes)
+            why = "changed by the memory tool" if mem is None else \
+                "automatic extraction is off; changed by the model's tools"
+            event = MemoryOutcome("off", why, changes)
         else:
             event = await self._extract(ctx, done, mem, changes)
         ctx.events.append(event)
