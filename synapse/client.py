@@ -120,6 +120,8 @@ class CallRecord:
     response_cache_hit: bool = False
     #: The settings the call ran under (the ledger writes to their data folder's database).
     settings: Mapping[str, Any] | None = None
+    #: The row's id in the ledger (`usage_calls.call_id`); empty: the ledger makes one.
+    call_id: str = ""
 
 
 Observer = Callable[[CallRecord], None]

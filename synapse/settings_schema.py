@@ -29,6 +29,7 @@ __all__ = [
     "ModelName",
     "Networks",
     "Number",
+    "RedisUrl",
     "Region",
     "Secret",
     "Setting",
@@ -127,6 +128,21 @@ class DatabaseUrl(Check):
         if text and not self._SCHEME.match(text):
             raise SettingsError(f"{label} must be a database URL such as sqlite:///path/synapse.db "
                                 "or postgresql+psycopg://user:password@host/synapse")
+        return text
+
+
+class RedisUrl(Check):
+    """redis://[:password@]host[:port][/db] or rediss:// (TLS). Empty: no Redis."""
+
+    expects = "a Redis URL (redis://host:6379/0, rediss://…)"
+
+    def __call__(self, label: str, value: Any, *, strict: bool = False) -> Any:
+        text = self._line(label, value)
+        if not text:
+            return ""
+        parts = urlsplit(text)
+        if parts.scheme not in ("redis", "rediss") or not parts.netloc or any(c.isspace() for c in text):
+            raise SettingsError(f"{label} must be a Redis URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS)")
         return text
 
 
@@ -389,8 +405,12 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("max_retries", 2, "retries after a failed attempt (rate limits, overloads, 5xx)",
             Number(ge=0, le=100, whole=True)),
     # Storage and caches.
-    Setting("database_url", "", "database for the usage ledger (empty: synapse.db in the data folder)",
-            DatabaseUrl()),
+    Setting("database_url", "", "database for the usage ledger, agents, sessions, API keys (empty: synapse.db in "
+            "the data folder); postgresql://… is scale mode: settings and logins move there too, provider keys "
+            "encrypted with SYNAPSE_SECRET_KEY. SYNAPSE_DATABASE_URL wins over it", DatabaseUrl()),
+    Setting("redis_url", "", "scale mode's Redis (redis://host:6379/0, rediss:// for TLS): shared response cache, "
+            "rate limits and budgets, login throttling and sessions, status dots, settings-changed notices. "
+            "SYNAPSE_REDIS_URL wins over it", RedisUrl()),
     Setting("response_cache_ttl", 3600, "seconds a response-cache entry lives", Number(ge=0, le=3650 * _DAY)),
     Setting("response_cache_similarity", 0.95, "cosine similarity a semantic response-cache hit needs",
             Number(gt=0, le=1)),
