@@ -18,6 +18,8 @@ from tests.fakes.anthropic import AnthropicFake
 from tests.fakes.base import FakeReply
 from tests.gateway.conftest import ledger_rows
 
+pytestmark = pytest.mark.database
+
 HI = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 HI_CLAUDE = {"model": "claude-sonnet-4-5", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
 
