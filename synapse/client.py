@@ -195,10 +195,10 @@ class _CacheSlot:
     scope: str | None = None
     vector: list[float] | None = None
 
-    def store(self, model: str, response: Response) -> None:
+    async def store(self, model: str, response: Response) -> None:
         try:
-            self.cache.put(self.key, model, response, self.scope, self.vector)
-        except Exception:  # a full disk must not fail a call that worked
+            await self.cache.aput(self.key, model, response, self.scope, self.vector)
+        except Exception:  # a full disk (or Redis gone) must not fail a call that worked
             pass
 
 
@@ -210,7 +210,7 @@ async def _response_cache_lookup(
     try:
         rc = response_cache(cfg)
         slot = _CacheSlot(rc, exact_key(route.model, req))
-        hit = rc.get(slot.key)
+        hit = await rc.aget(slot.key)
     except Exception:  # an unreadable cache means a normal call, not a failure
         return None, None
     if hit is None and mode == "semantic":
@@ -219,7 +219,7 @@ async def _response_cache_lookup(
             try:
                 scope = semantic_scope(route.model, req)
                 vector = (await aembed(None, [query], settings=cfg, context=context))[0]
-                hit = rc.get_similar(scope, vector)
+                hit = await rc.aget_similar(scope, vector)
                 slot.scope, slot.vector = scope, vector
             except Exception:  # the embedding model failed: exact matching still works
                 pass
@@ -381,7 +381,7 @@ async def achat(
     response.model = route.model
     call.record(usage=response.usage, ttft=call.elapsed())
     if slot is not None:
-        slot.store(route.model, response)
+        await slot.store(route.model, response)
     return response
 
 
@@ -447,15 +447,33 @@ async def astream(
         if done is None:  # the caller stopped reading (or was cancelled) before the end, or a bug
             call.record(_outcome(exc), _usage_so_far(req), ttft=ttft)
         else:  # the caller stopped at the final event: the call completed
-            _stream_done(call, done, ttft, slot)
+            _stream_done(call, done, ttft, slot, later=True)
         raise
-    _stream_done(call, done, ttft, slot)
+    await _stream_done(call, done, ttft, slot)
 
 
-def _stream_done(call: _Call, done: Response | None, ttft: float | None, slot: _CacheSlot | None) -> None:
+def _stream_done(call: _Call, done: Response | None, ttft: float | None, slot: _CacheSlot | None,
+                 later: bool = False) -> Any:
+    """Record the stream; returns the response-cache write to await (or, `later`, runs it as a
+    task: a caller that stopped at the final event leaves no await to this generator)."""
     call.record(usage=done.usage if done is not None else None, ttft=ttft)
-    if slot is not None and done is not None:
-        slot.store(call.route.model, done)
+    if slot is None or done is None:
+        return _nothing()
+    store = slot.store(call.route.model, done)
+    if not later:
+        return store
+    task = asyncio.get_running_loop().create_task(store)
+    _storing.add(task)
+    task.add_done_callback(_storing.discard)
+    return None
+
+
+async def _nothing() -> None:
+    return None
+
+
+#: Response-cache writes of streams in flight (held so they are not collected early).
+_storing: set["asyncio.Task[None]"] = set()
 
 
 async def aembed(

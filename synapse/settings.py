@@ -314,6 +314,11 @@ def update(changes: Mapping[str, Any], path: Path | None = None) -> Settings:
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
     _cache.pop(path, None)
+    if any(k in ("database_url", "redis_url") for k in clean):
+        try:
+            return load(path)
+        except SettingsError:  # saved; scale mode's own needs (the secret key, the server) are told next time
+            return file_settings(path)
     return load(path)
 
 

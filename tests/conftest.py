@@ -82,6 +82,36 @@ def pg_server() -> Iterator[Any]:
 _databases = iter(range(1, 1_000_000))
 
 
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    """One redis-server for the run (Debian's; .ci/run installs it)."""
+    import shutil
+
+    from tests.servers import Redis, need
+
+    need("redis-server (apt-get install redis-server)", shutil.which("redis-server") is not None
+         or os.path.exists("/usr/bin/redis-server"))
+    server = Redis().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: Any, monkeypatch: pytest.MonkeyPatch, synapse_env: Path) -> Iterator[str]:
+    """SYNAPSE_REDIS_URL set to the test Redis, emptied first."""
+    from synapse.scale import shared
+
+    if redis_server.proc is None:  # a test stopped it
+        redis_server.start()
+    redis_server.flush()
+    shared.reset()
+    monkeypatch.setenv("SYNAPSE_REDIS_URL", redis_server.url)
+    yield redis_server.url
+    shared.reset()
+
+
 @pytest.fixture
 def empty_database(request: pytest.FixtureRequest, database: str, tmp_path: Path) -> str:
     """A database with no tables yet: a new SQLite file, or a new PostgreSQL database."""

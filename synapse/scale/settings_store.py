@@ -253,6 +253,18 @@ def _upsert(dialect: str, table: Any) -> Any:
     )
 
 
+def _upsert_users(dialect: str) -> Any:
+    from ..storage.tables import users
+
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    stmt = insert(users)
+    return stmt.on_conflict_do_update(index_elements=["name"],
+                                      set_={"password": stmt.excluded.password, "updated_at": stmt.excluded.updated_at})
+
+
 def _where(url: str) -> str:
     try:
         from sqlalchemy.engine import make_url

@@ -120,7 +120,7 @@ def url_for(host: str, port: int) -> str:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from .auth import UserStore, is_loopback
+    from .auth import is_loopback, user_store
 
     host = str(getattr(args, "host", None) or "127.0.0.1")
     port = getattr(args, "port", None)
@@ -128,8 +128,11 @@ def serve(args: argparse.Namespace) -> int:
     if not 0 <= port <= 65535:
         print(f"synapse: --port must be 0-65535, not {port}", file=sys.stderr)
         return 2
-    users = UserStore()
-    try:
+    try:  # scale mode: the shared database, SYNAPSE_SECRET_KEY (refused without it, saying how to make one)
+        from .. import settings as settings_mod
+
+        settings_mod.load()
+        users = user_store()
         has_users = users.has_users()
     except Exception as exc:
         print(f"synapse: {exc}", file=sys.stderr)
