@@ -421,7 +421,8 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("model_aliases", {}, 'names that stand for a model, for every caller: {"fast": "claude-haiku-4-5"}',
             Aliases()),
     Setting("trusted_proxies", "", "reverse proxies (IPs or networks) whose X-Forwarded-For and "
-            "X-Forwarded-Proto the web app believes; read when `synapse serve` starts", Networks()),
+            "X-Forwarded-Proto the web app believes; read when `synapse serve` starts", Networks(),
+            ("SYNAPSE_TRUSTED_PROXIES",)),
     # Agents and chat.
     Setting("auto_compact_enabled", True, "shorten, then summarise, a session's history that outgrows the "
             "model's context window (the full original stays stored)", _B),

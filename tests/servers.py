@@ -244,7 +244,8 @@ class Redis:
 
 
 class Nginx:
-    """nginx in the foreground with a config file written by the test (see synapse/scale/cluster.py)."""
+    """nginx with a config file written by the test (see synapse/scale/cluster.py); the config
+    says `daemon off`, so the process stays ours to stop."""
 
     def __init__(self, conf: str, folder: Path) -> None:
         self.exe = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
@@ -259,7 +260,7 @@ class Nginx:
         log = open(self.folder / "nginx.out", "ab")
         self.proc = subprocess.Popen(
             [self.exe, "-c", str(self.conf), "-p", str(self.folder), "-e", str(self.folder / "error.log"),
-             "-g", f"daemon off; pid {self.folder / 'nginx.pid'};"],
+             "-g", f"pid {self.folder / 'nginx.pid'};"],
             stdout=log, stderr=log, start_new_session=True,
         )
         log.close()
