@@ -103,9 +103,14 @@ def validate_password(password: str) -> None:
 def user_store() -> "UserStore":
     """Where logins live: users.json, or in scale mode the shared database's `users` table."""
     from .. import settings as settings_mod
+    from ..errors import SettingsError
     from ..scale.settings_store import scale_url
 
-    url = scale_url(settings_mod.file_settings().file_values)
+    try:
+        values = settings_mod.file_settings().file_values
+    except SettingsError:  # a malformed settings.json: the pages say so; logins stay where they were
+        values = {}
+    url = scale_url(values)
     if url:
         from ..scale.users import DatabaseUsers
 
