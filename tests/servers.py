@@ -59,6 +59,18 @@ def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] | No
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
+def end(proc: subprocess.Popen[Any] | None, sig: int, grace: float = 10.0) -> None:
+    """Stop a server we started with `sig`, SIGKILL after `grace` seconds; None for `self.proc`."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return None
+
+
 def postgres_bin() -> Path | None:
     """The `bin/` folder of the PostgreSQL build the tests use, or None."""
     env = os.environ.get("SYNAPSE_TEST_PG_BIN")
@@ -159,16 +171,7 @@ class Postgres:
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT): what `pg_ctl stop -m fast` does."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        self.proc = end(self.proc, signal.SIGINT, 20)
 
     def restart(self, down_for: float = 0.0) -> None:
         self.stop()
@@ -223,14 +226,7 @@ class Redis:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        self.proc = end(self.proc, signal.SIGTERM)
 
     def flush(self) -> None:
         import redis
@@ -268,14 +264,7 @@ class Nginx:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        self.proc = end(self.proc, signal.SIGQUIT)  # graceful: finish the requests it has
 
 
 @contextlib.contextmanager

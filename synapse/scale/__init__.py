@@ -10,7 +10,8 @@
 * `synapse db upgrade`, `synapse secrets new|rotate`: `cli.py`. The cluster the tests run and
   compose.yaml are one configuration: `cluster.py`.
 
-Nothing here is imported by a single instance on SQLite without Redis.
+A single instance on SQLite imports only `shared.redis_url` and `settings_store.scale_url`
+(standard library); psycopg, redis and cryptography are imported in scale mode alone.
 """
 
 from __future__ import annotations

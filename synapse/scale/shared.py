@@ -16,12 +16,13 @@ return is logged once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -135,28 +136,25 @@ class Link:
 
     async def run(self, what: str, fn: Callable[["redis.asyncio.Redis"], Awaitable[T]]) -> T:
         """`await fn(client)`, or RedisDown (logged once) when Redis cannot answer."""
-        if not self.available():
-            raise RedisDown("backing off")
-        try:
-            result = await fn(self.aio())
-        except Exception as exc:
-            if _is_redis_error(exc):
-                raise self.failed(exc, what) from None
-            raise
-        self.succeeded()
-        return result
+        with self._guard(what):
+            return await fn(self.aio())
 
     def run_sync(self, what: str, fn: Callable[["redis.Redis"], T]) -> T:
+        with self._guard(what):
+            return fn(self.sync())
+
+    @contextlib.contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        """Redis errors -> RedisDown (and the health bookkeeping); nothing tried while backing off."""
         if not self.available():
             raise RedisDown("backing off")
         try:
-            result = fn(self.sync())
+            yield
         except Exception as exc:
             if _is_redis_error(exc):
                 raise self.failed(exc, what) from None
             raise
         self.succeeded()
-        return result
 
     def close(self) -> None:
         if self._sync is not None:
