@@ -7,6 +7,10 @@ variable for it. Saving re-reads the file under a lock, applies only the changed
 kept), writes a temporary file with mode 0600 and renames it over the old one.
 A malformed file is never overwritten. What each key means, its default and how a value
 is checked live in `settings_schema.py`; files are made private by `private_files.py`.
+
+Scale mode (a PostgreSQL `database_url`, SYNAPSE_DATABASE_URL winning): `load()` returns the
+shared `settings` table instead, seeded from this file, and `update()` writes there and tells
+every instance (synapse/scale/settings_store.py); `database_url` and `redis_url` stay here.
 """
 
 from __future__ import annotations
@@ -277,7 +281,8 @@ def _shared(file_settings: Settings) -> Settings:
 
 
 def update(changes: Mapping[str, Any], path: Path | None = None) -> Settings:
-    """Apply `changes` to settings.json atomically. A value of None removes the key.
+    """Apply `changes` to settings.json atomically (in scale mode: to the shared table, except
+    `database_url` and `redis_url`). A value of None removes the key.
 
     Each value goes through its schema check first (nothing is written if one fails).
     Holds an exclusive lock on `settings.json.lock` while it re-reads, merges and

@@ -133,6 +133,8 @@ class Store:
             if self._down_said:
                 self._down_said = False
                 log.warning("settings: the database answers again")
+            if copy is not None and values == copy.values:
+                values = copy.values  # unchanged: the same object, so copies built on it stay valid
             self._copy = _Copy(values, time.monotonic(), generation)
             self._start_listener(seed)
             return values

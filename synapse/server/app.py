@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -173,7 +174,7 @@ def _shared_parts() -> dict[str, Any]:
         return {"link": None, "csrf_secret": None}
     from ..scale.shared import redis_url
 
-    if not redis_url(file_settings) and not __import__("os").environ.get("SYNAPSE_SECRET_KEY"):
+    if not redis_url(file_settings) and not os.environ.get("SYNAPSE_SECRET_KEY"):
         return {"link": None, "csrf_secret": None}
     from ..scale import web_state
 
