@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -447,29 +447,24 @@ async def astream(
         if done is None:  # the caller stopped reading (or was cancelled) before the end, or a bug
             call.record(_outcome(exc), _usage_so_far(req), ttft=ttft)
         else:  # the caller stopped at the final event: the call completed
-            _stream_done(call, done, ttft, slot, later=True)
+            store = _stream_done(call, done, ttft, slot)
+            if store is not None:  # no more awaits in a closing generator: the write runs as a task
+                task = asyncio.get_running_loop().create_task(store)
+                _storing.add(task)
+                task.add_done_callback(_storing.discard)
         raise
-    await _stream_done(call, done, ttft, slot)
+    store = _stream_done(call, done, ttft, slot)
+    if store is not None:
+        await store
 
 
-def _stream_done(call: _Call, done: Response | None, ttft: float | None, slot: _CacheSlot | None,
-                 later: bool = False) -> Any:
-    """Record the stream; returns the response-cache write to await (or, `later`, runs it as a
-    task: a caller that stopped at the final event leaves no await to this generator)."""
+def _stream_done(call: _Call, done: Response | None, ttft: float | None,
+                 slot: _CacheSlot | None) -> Coroutine[Any, Any, None] | None:
+    """Record the stream; the response-cache write to run, if there is one."""
     call.record(usage=done.usage if done is not None else None, ttft=ttft)
     if slot is None or done is None:
-        return _nothing()
-    store = slot.store(call.route.model, done)
-    if not later:
-        return store
-    task = asyncio.get_running_loop().create_task(store)
-    _storing.add(task)
-    task.add_done_callback(_storing.discard)
-    return None
-
-
-async def _nothing() -> None:
-    return None
+        return None
+    return slot.store(call.route.model, done)
 
 
 #: Response-cache writes of streams in flight (held so they are not collected early).
