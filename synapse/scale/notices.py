@@ -88,6 +88,7 @@ class Listener(threading.Thread):
                     if message is not None and message.get("type") == "message":
                         self.notices += 1
                         self.store.invalidate()
+                        self.store.refresh()  # here, not in the next request's event loop
             except Exception as exc:
                 if self._stop.is_set():
                     break

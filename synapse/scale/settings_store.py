@@ -86,6 +86,7 @@ class Store:
         self.listener: Any = None
         #: The Redis that carries the settings-changed notice ("" when none).
         self.redis = ""
+        self._seed_values: Mapping[str, Any] | None = None
 
     # --- reading ------------------------------------------------------------------------
 
@@ -99,8 +100,17 @@ class Store:
         trusted = SAFETY if self.listener is not None and self.listener.connected else POLL
         return now - copy.read_at < trusted
 
+    def refresh(self) -> None:
+        """Read the table now (the listener thread, after a notice: requests find it read)."""
+        if self._seed_values is not None:
+            try:
+                self.values(self._seed_values)
+            except SettingsError:
+                pass  # the next request reads it and says why
+
     def values(self, seed: Mapping[str, Any]) -> dict[str, Any]:
         """The table's settings, decoded (from the copy while it is fresh)."""
+        self._seed_values = seed
         now = time.monotonic()
         copy = self._copy
         if copy is not None and self.fresh(now):
