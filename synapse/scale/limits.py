@@ -203,8 +203,13 @@ async def _seed(link: Link, key: "KeyInfo", settings: Mapping[str, Any]) -> None
     await link.run("seeding a budget", lambda r: r.set(_keys(key.name)[0], repr(spent), nx=True, ex=SPENT_TTL))
 
 
+#: Wall clock of the rate-limit windows (tests hold it still).
+_clock = time.time
+
+
 async def _rate(link: Link, key: "KeyInfo") -> None:
-    window = int(time.time() // 60)
+    now = _clock()
+    window = int(now // 60)
     try:
         wait_ms = await link.run("counting a rate limit", lambda r: r.eval(
             _RPM, 1, f"synapse:rpm:{key.name}:{window}", int(key.rpm or 0), 61_000))
@@ -212,7 +217,7 @@ async def _rate(link: Link, key: "KeyInfo") -> None:
         local_rpm(key)
         return
     if int(wait_ms) > 0:
-        raise _rpm_refusal(key, max(1.0, 60 - time.time() % 60))
+        raise _rpm_refusal(key, max(1.0, 60 - now % 60))
 
 
 def _rpm_refusal(key: "KeyInfo", wait: float) -> Limited:
@@ -220,7 +225,8 @@ def _rpm_refusal(key: "KeyInfo", wait: float) -> Limited:
                    retry_after=wait)
 
 
-_local: dict[tuple[str, int], int] = {}
+#: (the key's context, minute) -> requests: the key's context is one per key and database.
+_local: dict[tuple[int, int], int] = {}
 _local_lock = threading.Lock()
 
 
@@ -228,12 +234,14 @@ def local_rpm(key: "KeyInfo") -> None:
     """The rate limit counted by this instance alone (no Redis, or Redis down)."""
     if not key.rpm:
         return
-    window = int(time.time() // 60)
+    now = _clock()
+    window = int(now // 60)
+    slot = (id(key.context), window)
     with _local_lock:
         if len(_local) > 10_000:
             for k in [k for k in _local if k[1] < window]:
                 del _local[k]
-        n = _local.get((key.name, window), 0) + 1
-        _local[(key.name, window)] = n
+        n = _local.get(slot, 0) + 1
+        _local[slot] = n
     if n > key.rpm:
-        raise _rpm_refusal(key, max(1.0, 60 - time.time() % 60))
+        raise _rpm_refusal(key, max(1.0, 60 - now % 60))
