@@ -14,6 +14,7 @@ server program skips those tests locally and fails them with `CI` set (`need()`)
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -80,7 +81,34 @@ def postgres_bin() -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     folder = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-    return folder if (folder / "postgres").exists() else None
+    if not (folder / "postgres").exists():
+        return None
+    return _reachable(folder.parent) / "bin" if _run_as() is not None else folder
+
+
+def _reachable(install: Path) -> Path:
+    """`install` (pgserver's `pginstall`) where the user PostgreSQL runs as can reach it. As
+    root, the venv may sit under a 0700 folder (a fresh clone in `mktemp -d`), which
+    `postgres`/`nobody` cannot enter: copy the build (about 40 MB) once to a world-readable
+    folder in /tmp, keeping the layout its RPATH expects (`pginstall/../../pgserver.libs`)."""
+    if all(os.stat(p).st_mode & 0o005 == 0o005 for p in (install, *install.parents)):
+        return install
+    package = install.parent  # site-packages/pgserver
+    stamp = hashlib.sha1(f"{install}:{install.stat().st_mtime_ns}".encode()).hexdigest()[:12]
+    target = Path(tempfile.gettempdir()) / f"synapse-pg-{stamp}"
+    if not (target / "pgserver" / "pginstall" / "bin" / "postgres").exists():
+        staging = Path(tempfile.mkdtemp(prefix="synapse-pg-staging-"))
+        shutil.copytree(install, staging / "pgserver" / "pginstall", symlinks=True)
+        libs = package.parent / "pgserver.libs"
+        if libs.exists():
+            shutil.copytree(libs, staging / "pgserver.libs", symlinks=True)
+        for folder in (staging, staging / "pgserver"):
+            os.chmod(folder, 0o755)
+        try:
+            os.rename(staging, target)  # atomic: a parallel run uses its own copy or this one
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target / "pgserver" / "pginstall"
 
 
 def _run_as() -> tuple[int, int] | None:
