@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator, UserDefinedType
 
-from ..errors import SynapseError
+from ..errors import SettingsError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -95,7 +95,7 @@ def _register_reflection() -> None:
 _register_reflection()
 
 
-class PgvectorMissing(SynapseError):
+class PgvectorMissing(SettingsError):
     """PostgreSQL cannot give memories the `vector` type; the message says what to do.
 
     Raised while migrating, so nothing of the migration is kept (PostgreSQL runs the DDL
@@ -104,9 +104,10 @@ class PgvectorMissing(SynapseError):
     kind = "database"
 
 
-def require_pgvector(conn: sa.Connection, extension: str = EXTENSION) -> None:
+def require_pgvector(conn: sa.Connection) -> None:
     """Create the pgvector extension in this database, or raise PgvectorMissing saying how
     to get it: the server may not have it installed, or this role may not create it."""
+    extension = EXTENSION
     if conn.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = :e"), {"e": extension}).first():
         return
     where = f"database {conn.engine.url.database!r} on {conn.engine.url.host or 'localhost'}"
