@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/bench_memory.py quality          recall@5 on bench/data/memory_recall.json
     .venv/bin/python bench/bench_memory.py speed [N ...]    time per recall at N memories (default 1000 10000 100000)
+    .venv/bin/python bench/bench_memory.py postgres [N ...] [--hnsw]
+                                                            the same on PostgreSQL + pgvector against SQLite + numpy
 
 quality: each conversation's turns become one agent's memories (bundled local model);
 every question is searched with k=5 and no threshold, by words alone (BM25), by meaning
@@ -152,14 +154,14 @@ def _text(rng: random.Random) -> str:
     return " ".join(rng.choice(_WORDS) for _ in range(rng.randint(7, 16))).capitalize() + "."
 
 
-def _fill(store: Any, n: int, dim: int, seed: int = 1) -> Any:
+def _fill(store: Any, n: int, dim: int, seed: int = 1, agent: str = "bench") -> Any:
     import numpy as np
     import sqlalchemy as sa
 
     from synapse.memory import sql
     from synapse.memory.embedding import model_key
     from synapse.memory.store import fingerprint
-    from synapse.memory.vectors import pack
+    from synapse.storage.tables import memories, memory_vectors
 
     rng = random.Random(seed)
     gen = np.random.default_rng(seed)
@@ -168,19 +170,22 @@ def _fill(store: Any, n: int, dim: int, seed: int = 1) -> Any:
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     now = time.time()
     with store.engine.begin() as conn:
-        sql.bump_version(conn, "bench")
+        sql.bump_version(conn, agent)
+        ids: list[int] = []
         for start in range(0, n, 5000):
             rows = []
             for i in range(start, min(n, start + 5000)):
                 text = f"{_text(rng)} #{i}"
-                rows.append({"agent": "bench", "text": text, "fingerprint": fingerprint(text), "source": "import",
+                rows.append({"agent": agent, "text": text, "fingerprint": fingerprint(text), "source": "import",
                              "created_at": now, "updated_at": now, "recall_count": 0})
-            conn.execute(sa.text(
-                "INSERT INTO memories (agent, text, fingerprint, source, created_at, updated_at, recall_count) "
-                "VALUES (:agent, :text, :fingerprint, :source, :created_at, :updated_at, :recall_count)"), rows)
-        ids = [int(r[0]) for r in conn.execute(sa.text("SELECT id FROM memories WHERE agent = 'bench' ORDER BY id"))]
-        conn.execute(sa.text("INSERT INTO memory_vectors (memory_id, model, dim, vector) VALUES (:i, :m, :d, :v)"),
-                     [{"i": mid, "m": key, "d": dim, "v": pack(vectors[j])} for j, mid in enumerate(ids)])
+            ids += [int(r[0]) for r in conn.execute(sa.insert(memories).returning(memories.c.id, sort_by_parameter_order=True), rows)]
+            conn.execute(sa.insert(memory_vectors), [
+                {"memory_id": mid, "model": key, "agent": agent, "dim": dim, "vector": vectors[start + j]}
+                for j, mid in enumerate(ids[start:])])
+    if store.engine.dialect.name == "postgresql":
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE memories")
+            conn.exec_driver_sql("VACUUM ANALYZE memory_vectors")
     return vectors
 
 
@@ -314,6 +319,153 @@ def _sqlite_vec(vectors: Any) -> dict[str, Any]:
             "synapse_matrix_einsum_top5_ms_p50": _ms(ours_t)[0]}
 
 
+# --- PostgreSQL: pgvector in the database against the numpy matrix (SQLite), same run --------
+
+
+async def postgres(sizes: list[int], rounds: int = 5, hnsw: bool = False) -> list[dict[str, Any]]:
+    """At each size, the same memories (same texts, same vectors) in a SQLite file and in a
+    PostgreSQL database; the same questions recalled from both, alternating, with the query
+    embedding alone as the baseline. Also each step alone: the vector search (numpy matrix
+    vs pgvector's exact `<#>` scan), the keyword search (FTS5 vs tsvector), and whether both
+    vector searches return the same nearest memories."""
+    sys.path.insert(0, str(HERE.parent))
+    import numpy as np
+
+    from synapse import settings as settings_mod
+    from synapse.embeddings_local import LOCAL_EMBEDDING_DIM, embed_local
+    from synapse.memory import MemoryStore, pgvector, sql
+    from synapse.memory.embedding import model_key
+    from synapse.memory.recall import recall, search
+    from synapse.memory.vectors import cache
+    from tests.servers import Postgres
+
+    # shared_buffers large enough for 100k vectors (a server's is usually a quarter of its RAM)
+    server = Postgres(options={"shared_buffers": "512MB"}).start()
+    results = []
+    try:
+        version = server.execute("postgres", "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'")
+        print(json.dumps({"postgresql": server.execute("postgres", "SHOW server_version")[0][0],
+                          "pgvector": version[0][0]}), flush=True)
+        for n in sizes:
+            _fresh_dir()
+            lite = MemoryStore()
+            url = server.create_database(f"bench_{n}")
+            pg = MemoryStore({**settings_mod.load(), "database_url": url})
+            t0 = time.perf_counter()
+            vectors = _fill(lite, n, LOCAL_EMBEDDING_DIM)
+            fill_lite = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            _fill(pg, n, LOCAL_EMBEDDING_DIM)
+            fill_pg = time.perf_counter() - t0
+            first: dict[str, float] = {}
+            for name, store in (("sqlite", lite), ("postgresql", pg)):
+                t0 = time.perf_counter()
+                await search(store, "bench", "warm up", k=K)  # SQLite: loads the scope's matrix
+                first[name] = time.perf_counter() - t0
+            key = model_key(lite.settings)
+            with lite.engine.connect() as conn:
+                matrix = cache.matrix(conn, lite.url, key, "bench", _version(lite, "bench"))
+            t: dict[str, list[float]] = {x: [] for x in ("embed", "recall_sqlite", "recall_pg", "vec_numpy", "vec_pg",
+                                                         "kw_sqlite", "kw_pg")}
+            same = 0
+            for _ in range(rounds):
+                for q in QUESTIONS:
+                    t0 = time.perf_counter()
+                    qv = np.asarray((await embed_local([q], query=True))[0], dtype=np.float32)
+                    t["embed"].append(time.perf_counter() - t0)
+                    qv /= np.linalg.norm(qv)
+                    for name, store in (("recall_sqlite", lite), ("recall_pg", pg)):
+                        t0 = time.perf_counter()
+                        await recall(store, "bench", q)
+                        t[name].append(time.perf_counter() - t0)
+                    t0 = time.perf_counter()
+                    near_numpy, _ = cache.search(matrix, qv, 4 * K)
+                    t["vec_numpy"].append(time.perf_counter() - t0)
+                    with pg.engine.connect() as conn:
+                        t0 = time.perf_counter()
+                        near_pg, _ = pgvector.nearest(conn, {key: ["bench", "*"]}, {key: qv}, 4 * K)
+                        t["vec_pg"].append(time.perf_counter() - t0)
+                        t0 = time.perf_counter()
+                        sql.keyword_search(conn, q, ["bench", "*"], 4 * K)
+                        t["kw_pg"].append(time.perf_counter() - t0)
+                    with lite.engine.connect() as conn:
+                        t0 = time.perf_counter()
+                        sql.keyword_search(conn, q, ["bench", "*"], 4 * K)
+                        t["kw_sqlite"].append(time.perf_counter() - t0)
+                    # the same memories (ids are the same in both: same fill); ties aside
+                    same += [i for i, _ in near_numpy[:K]] == [i for i, _ in near_pg[:K]]
+            p50 = {name: _ms(v)[0] for name, v in t.items()}
+            row: dict[str, Any] = {
+                "memories": n,
+                "load_average": round(os.getloadavg()[0], 2),
+                "query_embedding_ms_p50_p95 (baseline)": _ms(t["embed"]),
+                "recall_sqlite_numpy_ms_p50_p95": _ms(t["recall_sqlite"]),
+                "recall_postgresql_pgvector_ms_p50_p95": _ms(t["recall_pg"]),
+                "recall pg/sqlite": p50["recall_pg"] / p50["recall_sqlite"],
+                "recall sqlite/embedding": p50["recall_sqlite"] / p50["embed"],
+                "recall pg/embedding": p50["recall_pg"] / p50["embed"],
+                "vector_top20_ms_p50 numpy / pgvector": (p50["vec_numpy"], p50["vec_pg"]),
+                "keyword_ms_p50 fts5 / tsvector": (p50["kw_sqlite"], p50["kw_pg"]),
+                "same_top5": f"{same}/{len(t['embed'])}",
+                "matrix_mb_per_process sqlite / pg": (round(vectors.nbytes / 2**20, 1), 0),
+                "first_search_s sqlite / pg": (round(first["sqlite"], 3), round(first["postgresql"], 3)),
+                "fill_s sqlite / pg": (round(fill_lite, 1), round(fill_pg, 1)),
+            }
+            if hnsw:
+                row.update(_hnsw(pg, key, vectors))
+            results.append(row)
+            print(json.dumps(row), flush=True)
+            pg.engine.dispose()
+    finally:
+        from synapse import storage
+
+        storage.dispose_all()
+        server.close()
+    return results
+
+
+def _hnsw(store: Any, key: str, vectors: Any) -> dict[str, Any]:
+    """What an HNSW index would give (not used, see synapse/memory/pgvector.py): a partial
+    expression index per model over every scope's vectors; recall@5 against exact search
+    for the big scope and for a scope of 1% of the rows, at two ef_search values."""
+    import numpy as np
+
+    n, dim = vectors.shape
+    small = _fill(store, max(10, n // 100), dim, seed=2, agent="small")
+    rng = np.random.default_rng(3)
+    queries = rng.standard_normal((20, dim)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    from synapse.storage.vector import to_text
+
+    out: dict[str, Any] = {}
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        ids = {agent: [int(i) for (i,) in conn.exec_driver_sql(
+            "SELECT memory_id FROM memory_vectors WHERE agent = %(a)s ORDER BY memory_id", {"a": agent})]
+            for agent in ("bench", "small")}
+        conn.exec_driver_sql("SET maintenance_work_mem = '512MB'")
+        t0 = time.perf_counter()
+        conn.exec_driver_sql(f"CREATE INDEX bench_hnsw ON memory_vectors USING hnsw ((vector::vector({dim})) "
+                             f"vector_ip_ops) WHERE model = '{key}'")
+        out["hnsw_build_s"] = round(time.perf_counter() - t0, 1)
+        for ef in (40, 200):
+            conn.exec_driver_sql(f"SET hnsw.ef_search = {ef}")
+            for agent, vecs in (("bench", vectors), ("small", small)):
+                found, times = 0, []
+                for q in queries:
+                    want = {ids[agent][i] for i in np.argsort(-(vecs @ q))[:K]}
+                    t0 = time.perf_counter()
+                    got = conn.exec_driver_sql(
+                        f"SELECT memory_id FROM memory_vectors WHERE model = '{key}' AND agent = %(a)s "
+                        f"ORDER BY vector::vector({dim}) <#> %(q)s::vector({dim}) LIMIT {K}",
+                        {"a": agent, "q": to_text(q)}).all()
+                    times.append(time.perf_counter() - t0)
+                    found += len(want & {int(r[0]) for r in got})
+                out[f"hnsw ef_search={ef} scope={agent} ({len(vecs)}) recall@5, ms p50"] = (
+                    round(found / (K * len(queries)), 3), round(_ms(times)[0], 2))
+        conn.exec_driver_sql("DROP INDEX bench_hnsw")
+    return out
+
+
 def main() -> None:
     what = sys.argv[1] if len(sys.argv) > 1 else "quality"
     print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores", flush=True)
@@ -324,8 +476,12 @@ def main() -> None:
         print(json.dumps({"engine threads": _threads()}), flush=True)
         asyncio.run(speed(sizes))
         print(json.dumps({"engine threads (after)": _threads()}), flush=True)
+    elif what == "postgres":
+        args = sys.argv[2:]
+        sizes = [int(x) for x in args if x.isdigit()] or [1000, 10000, 100000]
+        asyncio.run(postgres(sizes, hnsw="--hnsw" in args))
     else:
-        raise SystemExit("usage: bench_memory.py quality | speed [N ...]")
+        raise SystemExit("usage: bench_memory.py quality | speed [N ...] | postgres [N ...] [--hnsw]")
 
 
 if __name__ == "__main__":

@@ -130,7 +130,8 @@ class Postgres:
     The folder must be reachable by the user PostgreSQL runs as (not under a 0700 folder
     such as pytest's own temp root when we are root): the default is a new one in /tmp."""
 
-    def __init__(self, folder: Path | None = None, port: int | None = None) -> None:
+    def __init__(self, folder: Path | None = None, port: int | None = None,
+                 options: dict[str, str] | None = None) -> None:
         self.bin = postgres_bin()
         if self.bin is None:
             raise RuntimeError("no PostgreSQL build (pip install -r requirements-dev.lock installs pgserver)")
@@ -139,6 +140,8 @@ class Postgres:
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self._ids = _run_as()
+        #: Server settings over the defaults below (`-c name=value`), e.g. a benchmark's shared_buffers.
+        self.options = dict(options or {})
 
     @property
     def admin_url(self) -> str:
@@ -175,7 +178,8 @@ class Postgres:
         self.proc = subprocess.Popen(
             [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1", "-k", "",
              "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=300", "-c", "shared_buffers=64MB"],
+             "-c", "max_connections=300", "-c", "shared_buffers=64MB",
+             *(arg for name, value in self.options.items() for arg in ("-c", f"{name}={value}"))],
             stdout=log, stderr=log, start_new_session=True, **self._popen_args(),
         )
         log.close()

@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import SynapseError
-from . import sql
+from . import pgvector, sql
 from .embedding import configured_model, embed_query, model_key
 from .records import SHARED, Hit
-from .store import MemoryStore, check_agent
+from .store import MemoryStore, check_agent, read_memories
 from .vectors import ScopeMatrix, cache
 
 if TYPE_CHECKING:
@@ -88,8 +88,11 @@ def routable(key: str) -> str:
 class _Plan:
     """What the database said before the vectors are searched."""
 
-    #: scope -> (vector model key to search it in, that model's matrix of the scope)
-    matrices: dict[str, tuple[str, ScopeMatrix]]
+    #: scope -> the vector model key to search it in
+    models: dict[str, str]
+    #: scope -> that model's matrix of the scope, searched in this process (SQLite; on
+    #: PostgreSQL none: the database searches, pgvector.py)
+    matrices: dict[str, ScopeMatrix]
     keyword: list[tuple[int, float]]
 
 
@@ -126,10 +129,7 @@ def _scope_model(conn: "sa.Connection", url: str, scope: str, version: int, curr
         known = _best.get((url, scope, version, current))
     if known is not None:
         return known
-    rows = conn.execute(
-        sa.select(v.c.model, sa.func.count()).join(m, m.c.id == v.c.memory_id)
-        .where(m.c.agent == scope).group_by(v.c.model)
-    )
+    rows = conn.execute(sa.select(v.c.model, sa.func.count()).where(v.c.agent == scope).group_by(v.c.model))
     best, most = current, have
     for model, n in rows:
         if int(n) > most:
@@ -148,28 +148,39 @@ def _plan(store: MemoryStore, scopes: Sequence[str], current: str, text: str, n:
     from ..storage.tables import memory_scopes as s
 
     url = store.url
-    matrices: dict[str, tuple[str, ScopeMatrix]] = {}
+    in_database = store.engine.dialect.name == "postgresql"
+    models: dict[str, str] = {}
+    matrices: dict[str, ScopeMatrix] = {}
     with store.engine.connect() as conn:
         versions = {a: int(v) for a, v in conn.execute(sa.select(s.c.agent, s.c.version).where(s.c.agent.in_(scopes)))}
         if use_vectors:
             for scope in scopes:
                 version = versions.get(scope, 0)
+                if in_database:
+                    have = _cached_count((url, scope, version, current), lambda: pgvector.count(conn, current, scope))
+                    models[scope] = _scope_model(conn, url, scope, version, current, have)
+                    continue
                 matrix = cache.matrix(conn, url, current, scope, version)
                 model = _scope_model(conn, url, scope, version, current, matrix.n)
                 if model != current:
                     matrix = cache.matrix(conn, url, model, scope, version)
-                matrices[scope] = (model, matrix)
+                models[scope], matrices[scope] = model, matrix
         found = sql.keyword_search(conn, text, scopes, n) if use_words else []
-    return _Plan(matrices, found)
+    return _Plan(models, matrices, found)
 
 
-def _vector_ranks(plan: _Plan, queries: Mapping[str, "np.ndarray"], n: int,
+def _vector_ranks(conn: "sa.Connection", plan: _Plan, queries: Mapping[str, "np.ndarray"], n: int,
                   extra_ids: Sequence[int]) -> tuple[list[tuple[int, float]], dict[int, float]]:
     """Nearest memories over all scopes (best first), and the similarity of `extra_ids` too."""
+    if not plan.matrices:  # PostgreSQL: one statement over every scope
+        by_model: dict[str, list[str]] = {}
+        for scope, model in plan.models.items():
+            by_model.setdefault(model, []).append(scope)
+        return pgvector.nearest(conn, by_model, queries, n, extra_ids)
     found: list[tuple[int, float]] = []
     sims: dict[int, float] = {}
-    for model, matrix in plan.matrices.values():
-        query = queries.get(model)
+    for scope, matrix in plan.matrices.items():
+        query = queries.get(plan.models[scope])
         if query is not None:
             near, known = cache.search(matrix, query, n, extra_ids)
             found.extend(near)
@@ -218,7 +229,7 @@ async def search(
             vector = await first
             if vector is not None:
                 queries[current] = vector
-            for model in {m for m, _ in plan.matrices.values()} - {current}:
+            for model in set(plan.models.values()) - {current}:
                 other = await _embed(store, text, model, context)
                 if other is not None:
                     queries[model] = other
@@ -243,25 +254,27 @@ async def _db(store: MemoryStore, fn: Callable[..., Any], *args: Any) -> Any:
 
 def _rank(store: MemoryStore, plan: _Plan, queries: Mapping[str, "np.ndarray"], n: int, k: int, mode: SearchMode,
           floor: float | None, mark_recalled: bool) -> list[Hit]:
-    """Both rankings fused, the threshold applied, the best `k` read (one thread hop)."""
-    vector_hits, sims = _vector_ranks(plan, queries, n, [mid for mid, _ in plan.keyword]) if queries else ([], {})
+    """Both rankings fused, the threshold applied, the best `k` read (one thread hop, one connection)."""
+    with store.engine.connect() as conn:
+        vector_hits, sims = _vector_ranks(conn, plan, queries, n, [mid for mid, _ in plan.keyword]) \
+            if queries else ([], {})
 
-    def passes(mid: int) -> bool:
-        sim = sims.get(mid)
-        return floor is None or sim is None or sim >= floor
+        def passes(mid: int) -> bool:
+            sim = sims.get(mid)
+            return floor is None or sim is None or sim >= floor
 
-    fused: dict[int, float] = {}
-    for rank, (mid, _sim) in enumerate((h for h in vector_hits if passes(h[0])), 1):
-        fused[mid] = fused.get(mid, 0.0) + 1.0 / (RRF_K + rank)
-    keyword_rank: dict[int, int] = {}
-    for rank, (mid, score) in enumerate(plan.keyword, 1):
-        keyword_rank[mid] = rank
-        if passes(mid):
-            fused[mid] = fused.get(mid, 0.0) + (score if mode == "keyword" else 1.0 / (RRF_K + rank))
-    if mode == "vector":
-        fused = {mid: sims[mid] for mid in fused}
-    best = sorted(fused.items(), key=lambda kv: (-kv[1], -kv[0]))[:k]
-    memories = store.get_many([mid for mid, _ in best])
+        fused: dict[int, float] = {}
+        for rank, (mid, _sim) in enumerate((h for h in vector_hits if passes(h[0])), 1):
+            fused[mid] = fused.get(mid, 0.0) + 1.0 / (RRF_K + rank)
+        keyword_rank: dict[int, int] = {}
+        for rank, (mid, score) in enumerate(plan.keyword, 1):
+            keyword_rank[mid] = rank
+            if passes(mid):
+                fused[mid] = fused.get(mid, 0.0) + (score if mode == "keyword" else 1.0 / (RRF_K + rank))
+        if mode == "vector":
+            fused = {mid: sims[mid] for mid in fused}
+        best = sorted(fused.items(), key=lambda kv: (-kv[1], -kv[0]))[:k]
+        memories = read_memories(conn, [mid for mid, _ in best])
     hits = [Hit(memories[mid], score, sims.get(mid), keyword_rank.get(mid)) for mid, score in best if mid in memories]
     if mark_recalled and hits:
         store.mark_recalled([h.memory.id for h in hits])

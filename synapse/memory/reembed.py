@@ -59,9 +59,9 @@ def _counts(conn: "sa.Connection", key: str, agent: str | None) -> tuple[int, in
     from ..storage.tables import memories as m, memory_vectors as v
 
     total_q = sa.select(sa.func.count()).select_from(m)
-    done_q = sa.select(sa.func.count()).select_from(v.join(m, m.c.id == v.c.memory_id)).where(v.c.model == key)
+    done_q = sa.select(sa.func.count()).select_from(v).where(v.c.model == key)
     if agent is not None:
-        total_q, done_q = total_q.where(m.c.agent == agent), done_q.where(m.c.agent == agent)
+        total_q, done_q = total_q.where(m.c.agent == agent), done_q.where(v.c.agent == agent)
     return int(conn.execute(done_q).scalar_one()), int(conn.execute(total_q).scalar_one())
 
 
@@ -106,7 +106,7 @@ def _write(store: MemoryStore, key: str, batch: list[tuple[int, str, str]], vect
             for mid, text, vector in items:
                 if current.get(mid) != text:
                     continue  # deleted, or edited (the edit embedded the new text itself)
-                _put_vector(conn, mid, key, vector)
+                _put_vector(conn, mid, agent, key, vector)
                 puts.setdefault(agent, []).append((mid, key, vector))
                 stored += 1
     for agent, version in versions.items():
@@ -126,12 +126,12 @@ def _prune(store: MemoryStore, key: str, agent: str | None) -> int:
         scopes = [agent] if agent is not None else [a for (a,) in conn.execute(sa.select(m.c.agent).distinct())]
         for scope in scopes:
             done, total = _counts(conn, key, scope)
-            ids = sa.select(m.c.id).where(m.c.agent == scope).scalar_subquery()
-            stale = sa.select(sa.func.count()).select_from(v).where(v.c.model != key, v.c.memory_id.in_(ids))
+            old = (v.c.agent == scope, v.c.model != key)
+            stale = sa.select(sa.func.count()).select_from(v).where(*old)
             if done < total or not conn.execute(stale).scalar_one():
                 continue  # not covered yet (recall still needs the old vectors), or nothing to prune
             sql.bump_version(conn, scope)
-            pruned += int(conn.execute(sa.delete(v).where(v.c.model != key, v.c.memory_id.in_(ids))).rowcount or 0)
+            pruned += int(conn.execute(sa.delete(v).where(*old)).rowcount or 0)
             touched.append(scope)
     for scope in touched:
         cache.invalidate(store.url, scope)

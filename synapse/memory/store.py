@@ -28,7 +28,7 @@ from ..errors import SynapseError
 from . import sql
 from .embedding import embed_documents, model_key
 from .records import SHARED, HistoryEntry, Memory, MemoryStoreError, MemoryNotFound, check_text
-from .vectors import cache, pack
+from .vectors import cache
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from ..client import CallContext
 
-__all__ = ["MemoryStore", "check_agent", "resolve_agent"]
+__all__ = ["MemoryStore", "check_agent", "read_memories", "resolve_agent"]
 
 log = logging.getLogger("synapse.memory")
 
@@ -88,19 +88,11 @@ class MemoryStore:
         return memory
 
     def get_many(self, ids: Iterable[int], *, with_models: bool = False) -> dict[int, Memory]:
-        import sqlalchemy as sa
-
-        from ..storage.tables import memories as t, memory_vectors as v
-
         wanted = sorted({int(i) for i in ids})
         if not wanted:
             return {}
         with self.engine.connect() as conn:
-            out = {r.id: _memory(r) for r in conn.execute(sa.select(t).where(t.c.id.in_(wanted)))}
-            if with_models and out:
-                for mid, model in conn.execute(sa.select(v.c.memory_id, v.c.model).where(v.c.memory_id.in_(list(out)))):
-                    out[mid].embedded_with.append(model)
-        return out
+            return read_memories(conn, wanted, with_models=with_models)
 
     def memories(self, agent: str, *, include_shared: bool = False, limit: int = 100, offset: int = 0) -> list[Memory]:
         """The scope's memories, most recently changed first."""
@@ -218,7 +210,7 @@ class MemoryStore:
                 ).returning(t.c.id)).scalar_one())
                 _log(conn, mid, agent, "add", None, text, source, session_id, now)
                 if vectors:
-                    _put_vector(conn, mid, key, vectors[i])
+                    _put_vector(conn, mid, agent, key, vectors[i])
                     puts.append((mid, key, vectors[i]))
                 existing[_norm(text)] = mid
         cache.changed(self.url, agent, version, puts=puts)
@@ -269,7 +261,7 @@ class MemoryStore:
             conn.execute(sa.delete(v).where(v.c.memory_id == old.id))
             _log(conn, old.id, old.agent, op, current, text, actor, session_id, now)
             if vectors:
-                _put_vector(conn, old.id, key, vectors[0])
+                _put_vector(conn, old.id, old.agent, key, vectors[0])
         cache.changed(self.url, old.agent, version, puts=[(old.id, key, vectors[0])] if vectors else [],
                       drops=[old.id])
         return self.get(old.id)
@@ -366,7 +358,7 @@ class MemoryStore:
             ))
             _log(conn, entry.memory_id, entry.agent, "restore", None, text, actor, None, now)
             if vectors:
-                _put_vector(conn, entry.memory_id, key, vectors[0])
+                _put_vector(conn, entry.memory_id, entry.agent, key, vectors[0])
         cache.changed(self.url, entry.agent, version, puts=[(entry.memory_id, key, vectors[0])] if vectors else [])
         return self.get(entry.memory_id)
 
@@ -424,6 +416,23 @@ class MemoryStore:
             return {}
         with self.engine.connect() as conn:
             return _find_in(conn, agent, texts)
+
+
+def read_memories(conn: "sa.Connection", ids: Iterable[int], *, with_models: bool = False) -> dict[int, Memory]:
+    """The memories with these ids (those that exist), by id; `with_models`: and the
+    embedding models each has a vector in."""
+    import sqlalchemy as sa
+
+    from ..storage.tables import memories as t, memory_vectors as v
+
+    wanted = sorted({int(i) for i in ids})
+    if not wanted:
+        return {}
+    out = {r.id: _memory(r) for r in conn.execute(sa.select(t).where(t.c.id.in_(wanted)))}
+    if with_models and out:
+        for mid, model in conn.execute(sa.select(v.c.memory_id, v.c.model).where(v.c.memory_id.in_(list(out)))):
+            out[mid].embedded_with.append(model)
+    return out
 
 
 def resolve_agent(ref: object, settings: Mapping[str, Any] | None = None) -> str:
@@ -486,13 +495,15 @@ def _memory(row: Any) -> Memory:
     )
 
 
-def _put_vector(conn: "sa.Connection", memory_id: int, model: str, vector: "np.ndarray") -> None:
+def _put_vector(conn: "sa.Connection", memory_id: int, agent: str, model: str, vector: "np.ndarray") -> None:
+    """Store (or replace) the memory's vector in `model` (storage/vector.py picks the form)."""
     import sqlalchemy as sa
 
     from ..storage.tables import memory_vectors as v
 
     conn.execute(sa.delete(v).where(v.c.memory_id == memory_id, v.c.model == model))
-    conn.execute(sa.insert(v).values(memory_id=memory_id, model=model, dim=int(vector.shape[0]), vector=pack(vector)))
+    conn.execute(sa.insert(v).values(memory_id=memory_id, model=model, agent=agent, dim=int(vector.shape[0]),
+                                     vector=vector))
 
 
 def _log(conn: "sa.Connection", memory_id: int, agent: str, op: str, old: str | None, new: str | None,

@@ -1,10 +1,11 @@
-"""Exact vector search over one agent scope's memories, held in memory as a numpy matrix.
+"""Exact vector search over one agent scope's memories, held in memory as a numpy matrix (SQLite).
 
-Why not sqlite-vec: measured in one run on this project's machine (bench/RESULTS.md), an
-exact top-5 in a sqlite-vec `vec0` table took 19.0 ms at 10k and 151 ms at 100k vectors
-(384 dims); this matrix takes 0.9 ms and 17 ms. The vectors stay in the database (portable
-float32 blobs in `memory_vectors`, the same on PostgreSQL) and each process keeps a
-matrix per (database, embedding model, agent scope):
+This is the search on SQLite. On PostgreSQL the database searches its own `vector` column
+(pgvector.py), so instances hold no matrices. Why not sqlite-vec: measured in one run on
+this project's machine (bench/RESULTS.md), an exact top-5 in a sqlite-vec `vec0` table took
+19.0 ms at 10k and 151 ms at 100k vectors (384 dims); this matrix takes 0.9 ms and 17 ms.
+The vectors stay in the database (float32 blobs in `memory_vectors`) and each process keeps
+a matrix per (database, embedding model, agent scope):
 
 * writes made by this process update the matrix in place (append, swap-remove);
 * every write bumps `memory_scopes.version` in its transaction, so a reader that sees a
@@ -38,7 +39,7 @@ def normalise(vector: Sequence[float]) -> np.ndarray:
 
 
 def pack(vector: np.ndarray) -> bytes:
-    """float32 little-endian bytes (what `memory_vectors.vector` holds)."""
+    """float32 little-endian bytes (what `memory_vectors.vector` holds on SQLite)."""
     return np.asarray(vector, dtype="<f4").tobytes()
 
 
@@ -198,12 +199,10 @@ class VectorCache:
 def _load(conn: "sa.Connection", model: str, agent: str) -> list[tuple[int, bytes]]:
     import sqlalchemy as sa
 
-    from ..storage.tables import memories as m, memory_vectors as v
+    from ..storage.tables import memory_vectors as v
 
-    rows = conn.execute(
-        sa.select(v.c.memory_id, v.c.vector).join(m, m.c.id == v.c.memory_id)
-        .where(v.c.model == model, m.c.agent == agent)
-    )
+    raw = sa.type_coerce(v.c.vector, sa.LargeBinary)  # the stored bytes, not an array per row
+    rows = conn.execute(sa.select(v.c.memory_id, raw).where(v.c.model == model, v.c.agent == agent))
     return [(int(r[0]), bytes(r[1])) for r in rows]
 
 

@@ -38,9 +38,10 @@ def cmd_db(args: argparse.Namespace) -> int:
         before = storage.migrate(eng)
         after = storage.current_revision(eng)
     except Exception as exc:
-        from ..errors import SettingsError
+        from ..errors import SettingsError, SynapseError
 
-        raise SettingsError(f"cannot migrate {shown}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+        why = str(exc) if isinstance(exc, SynapseError) else f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        raise SettingsError(f"cannot migrate {shown}: {why}") from None
     finally:
         eng.dispose()
     if before is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from .vector import Vector
+
 __all__ = [
     "agents", "api_keys", "chat_sessions", "memories", "memory_history", "memory_scopes", "memory_vectors", "metadata",
     "include_name", "session_messages", "settings", "unmanaged", "usage_calls", "users",
@@ -142,15 +144,19 @@ memories = sa.Table(
     sqlite_autoincrement=True,
 )
 
-#: One vector per memory per embedding model, so spaces never mix: float32, L2-normalised.
+#: One vector per memory per embedding model, so spaces never mix: L2-normalised; pgvector's
+#: `vector` on PostgreSQL (searched there), float32 bytes on SQLite (searched in process).
+#: `agent` repeats the memory's scope (a memory never changes scope) so a search reads
+#: one scope's vectors of one model through one index, without a join.
 memory_vectors = sa.Table(
     "memory_vectors",
     metadata,
     sa.Column("memory_id", sa.Integer, primary_key=True),
     sa.Column("model", sa.String(255), primary_key=True),  # "local:…" or "<provider>:<upstream id>"
+    sa.Column("agent", sa.String(64), nullable=False),
     sa.Column("dim", sa.Integer, nullable=False),
-    sa.Column("vector", sa.LargeBinary, nullable=False),
-    sa.Index("ix_memory_vectors_model", "model"),
+    sa.Column("vector", Vector, nullable=False),
+    sa.Index("ix_memory_vectors_scope", "model", "agent"),
 )
 
 #: Every change to a memory, with the text before and after, so a person can restore it.

@@ -1,7 +1,9 @@
-"""Fixtures for memory tests: a store on a fresh data folder (the bundled local model).
+"""Fixtures for memory tests: a store on a fresh database (the bundled local model).
 
-Migrating a new database costs about two seconds, so the schema is made once per run
-and each test gets a copy of that file in its own data folder.
+The memory tests are `database` tests: each runs on SQLite and on a fresh PostgreSQL
+database with pgvector (tests/conftest.py). Migrating a new SQLite file costs about two
+seconds, so its schema is made once per run and each test gets a copy of that file in its
+own data folder; PostgreSQL databases are copies of a migrated template already.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def fresh_db(synapse_env: Path, migrated_db: Path) -> Path:
-    """The data folder, with an empty database at the newest schema already in it."""
+def fresh_db(synapse_env: Path, database: str, request: pytest.FixtureRequest) -> Path:
+    """The data folder, with an empty database at the newest schema: a copy of the migrated
+    SQLite file in it, or (`database` set) a new PostgreSQL database."""
     synapse_env.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(migrated_db, synapse_env / "synapse.db")
+    if not database:
+        shutil.copyfile(request.getfixturevalue("migrated_db"), synapse_env / "synapse.db")
     cache.clear()
     return synapse_env
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.database
+
 
 @pytest.fixture
 def run(cli: Any, fresh_db: Path) -> Any:

@@ -16,6 +16,8 @@ from synapse.memory.recall import search
 from synapse.memory.reembed import Progress, reembed, status
 from tests.fakes.ollama import OllamaFake
 
+pytestmark = pytest.mark.database
+
 NOMIC = "ollama:nomic-embed-text"
 TEXTS = [f"The user's fact number {i}: likes colour {c}." for i, c in
          enumerate(["red", "blue", "green", "amber", "violet", "teal", "ochre"])]

@@ -15,6 +15,8 @@ from synapse.memory.extract import EXTRACTION_PROMPT, extract, parse_operations
 from synapse.usage import ledger
 from tests.fakes.base import FakeReply
 
+pytestmark = pytest.mark.database
+
 MODEL = "claude-haiku-4-5"
 
 

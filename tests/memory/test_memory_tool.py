@@ -112,6 +112,7 @@ def test_a_folder_that_is_a_link_is_refused(tmp_path: Path) -> None:
         MemoryFolder(tmp_path / "memories" / "agent-1").run({"command": "view", "path": "/memories"})
 
 
+@pytest.mark.database
 async def test_claude_uses_the_tool_through_a_turn(anthropic: Any, fresh_db: Any) -> None:
     spec = AgentStore().create({"name": "Noter", "model": "claude-sonnet-4-5", "memory_tool": True})
     anthropic.reply(FakeReply(tool_calls=[FakeToolCall("toolu_1", "memory", {"command": "view", "path": "/memories"})]))
@@ -134,6 +135,7 @@ async def test_claude_uses_the_tool_through_a_turn(anthropic: Any, fresh_db: Any
         {"op": "create", "path": "/memories/user.md", "by": "memory_tool"}]
 
 
+@pytest.mark.database
 async def test_the_fake_refuses_the_tool_without_its_beta_header(anthropic: Any, fresh_db: Any) -> None:
     import synapse
     from synapse.errors import SynapseError
@@ -149,6 +151,7 @@ async def test_the_fake_refuses_the_tool_without_its_beta_header(anthropic: Any,
         NATIVE_TOOLS.update(saved)
 
 
+@pytest.mark.database
 async def test_the_tool_is_offered_only_to_claude_over_the_anthropic_api(openai: Any, fresh_db: Any) -> None:
     spec = AgentStore().create({"name": "NotClaude", "model": "gpt-4.1", "memory_tool": True})
     openai.reply(FakeReply(text="hi"))

@@ -10,7 +10,9 @@ import sqlalchemy as sa
 from synapse.memory import SHARED, MemoryStore
 from synapse.memory import sql, vectors
 from synapse.memory.recall import format_recalled, recall, search, settle
-from synapse.memory.vectors import ScopeMatrix, cache, pack
+from synapse.memory.vectors import ScopeMatrix, cache
+
+pytestmark = pytest.mark.database
 
 FACTS = [
     "The user's sister Claire lives in Lyon.",
@@ -88,6 +90,8 @@ async def test_a_write_by_another_process_is_seen_through_the_scope_version(stor
     await search(store, "agent-a", "cat")  # this process now holds the scope's matrix
     from synapse.memory.embedding import embed_documents, model_key
 
+    from synapse.storage.tables import memory_vectors
+
     vector = (await embed_documents(store.settings, ["The user's dog is a beagle named Rex."]))[0]
     with store.engine.begin() as conn:  # what another process's add does, bypassing this one's cache
         sql.bump_version(conn, "agent-a")
@@ -95,12 +99,13 @@ async def test_a_write_by_another_process_is_seen_through_the_scope_version(stor
             "INSERT INTO memories (agent, text, fingerprint, source, created_at, updated_at, recall_count) "
             "VALUES ('agent-a', 'The user''s dog is a beagle named Rex.', 'x', 'manual', 0, 0, 0) RETURNING id"
         )).scalar_one()
-        conn.execute(sa.text("INSERT INTO memory_vectors (memory_id, model, dim, vector) VALUES (:i, :m, :d, :v)"),
-                     {"i": mid, "m": model_key(store.settings), "d": len(vector), "v": pack(vector)})
+        conn.execute(sa.insert(memory_vectors).values(memory_id=mid, model=model_key(store.settings), agent="agent-a",
+                                                      dim=len(vector), vector=vector))
     hits = await search(store, "agent-a", "what kind of pet dog do I own", mode="vector", k=1)
     assert hits[0].memory.id == mid
 
 
+@pytest.mark.sqlite_only  # the in-process matrix is SQLite's search; PostgreSQL holds none
 async def test_writes_of_this_process_update_the_matrix_without_a_reload(store: MemoryStore,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     ids = await _seed(store)
@@ -142,6 +147,7 @@ def test_scope_matrix_matches_brute_force_through_puts_and_drops() -> None:
     cache.clear()
 
 
+@pytest.mark.sqlite_only  # FTS5's rule (sql._without_common)
 async def test_words_in_most_memories_are_left_out_of_keyword_search(store: MemoryStore,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sql, "COMMON_MIN_DOCS", 10)

@@ -12,6 +12,8 @@ from synapse.memory import MemoryNotFound, MemoryStore, MemoryStoreError
 from synapse.memory.recall import search
 from tests.memory.conftest import db_bytes
 
+pytestmark = pytest.mark.database
+
 
 async def test_add_stores_text_source_and_a_local_vector(store: MemoryStore) -> None:
     m = await store.add("agent-a", "  The user's sister Claire lives in Lyon.  ", source="extract",
@@ -84,19 +86,24 @@ async def test_update_or_delete_checks_the_scope(store: MemoryStore) -> None:
     assert store.get(m.id).text == "secret of a"
 
 
-async def test_a_hard_delete_leaves_no_trace_in_the_database_files(store: MemoryStore, synapse_env: Path) -> None:
+async def test_a_hard_delete_leaves_no_trace_in_the_database_files(store: MemoryStore, synapse_env: Path,
+                                                                   database: str) -> None:
+    """On SQLite the bytes are gone from the files too; PostgreSQL's VACUUM is its operator's."""
     for i in range(30):
         await store.add("a", f"filler memory number {i} about gardening")
     m = await store.add("a", "The door code is zanzibarquux 7741")
     await store.update(m.id, "The door code is zanzibarquux 7742")
-    assert b"zanzibarquux" in db_bytes(synapse_env)
+    assert database or b"zanzibarquux" in db_bytes(synapse_env)
     await store.delete(m.id, hard=True)
-    assert b"zanzibarquux" not in db_bytes(synapse_env)
+    assert database or b"zanzibarquux" not in db_bytes(synapse_env)
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM memory_vectors WHERE memory_id = :i"), {"i": m.id}).scalar() == 0
     assert store.history(memory_id=m.id) == []
     assert await search(store, "a", "zanzibarquux door code", threshold=None, mode="keyword") == []
 
 
-async def test_forget_everything_clears_one_scope_from_the_file(store: MemoryStore, synapse_env: Path) -> None:
+async def test_forget_everything_clears_one_scope_from_the_file(store: MemoryStore, synapse_env: Path,
+                                                                 database: str) -> None:
     for i in range(5):
         await store.add("a", f"quuxplorer fact {i}")
     await store.add("b", "b keeps this")
@@ -104,7 +111,7 @@ async def test_forget_everything_clears_one_scope_from_the_file(store: MemorySto
     await store.delete(m.id, hard=False)  # history holds the text until everything is forgotten
     assert store.forget_all("a") == 5
     assert store.count("a") == 0 and store.history(agent="a") == []
-    assert b"quuxplorer" not in db_bytes(synapse_env)
+    assert database or b"quuxplorer" not in db_bytes(synapse_env)
     assert [x.text for x in store.memories("b")] == ["b keeps this"]
     with store.engine.connect() as conn:
         orphans = conn.execute(sa.text("SELECT count(*) FROM memory_vectors WHERE memory_id NOT IN "

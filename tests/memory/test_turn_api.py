@@ -16,6 +16,8 @@ from tests.agents.test_api import program, sse_events
 from tests.browser.helpers import ServerThread
 from tests.fakes.base import FakeReply
 
+pytestmark = pytest.mark.database
+
 CLAUDE = "claude-sonnet-4-5"
 EXTRACT = FakeReply(text=json.dumps({"operations": [{"op": "add", "text": "The user's boat is called Marlin."}]}))
 

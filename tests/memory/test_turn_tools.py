@@ -4,6 +4,8 @@ the consumer stops reading at `done`."""
 
 from __future__ import annotations
 
+import pytest
+
 import asyncio
 import json
 from typing import Any
@@ -12,6 +14,8 @@ from synapse.agents import Agent
 from synapse.agents.store import AgentStore
 from synapse.memory import SHARED, MemoryStore
 from tests.fakes.base import FakeReply, FakeToolCall
+
+pytestmark = pytest.mark.database
 
 CLAUDE = "claude-sonnet-4-5"
 

@@ -7,6 +7,8 @@ work; deleting a session keeps what was learned from it."""
 
 from __future__ import annotations
 
+import pytest
+
 import json
 from typing import Any
 
@@ -19,6 +21,8 @@ from synapse.caching import SYNAPSE_VOLATILE
 from synapse.memory import MemoryStore
 from synapse.usage import ledger
 from tests.fakes.base import FakeReply, FakeToolCall
+
+pytestmark = pytest.mark.database
 
 CLAUDE = "claude-sonnet-4-5"
 STABLE = "You are the household assistant. Be concise and kind, and check facts before answering. " * 60
