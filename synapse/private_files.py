@@ -1,9 +1,10 @@
 """The data folder and the files in it are the user's alone: folder 0700, files 0600.
 
-settings.json and users.json hold keys and password hashes; synapse.db and the response
-cache hold prompts' usage and reply text. Each is created private here rather than
-chmod-ed after the fact, so no other user can open it in between. `problems()` and
-`fix()` are what `synapse doctor [--fix]` and the every-command warning use.
+settings.json and users.json hold keys and password hashes, csrf.key the web app's
+signing key; synapse.db and the response cache hold prompts' usage and reply text. Each
+is created private here rather than chmod-ed after the fact, so no other user can open
+it in between. `problems()` and `fix()` are what `synapse doctor [--fix]` and the
+every-command warning use.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from .errors import SettingsError
 
-__all__ = ["create_private", "ensure_dir", "fix", "loose_mode", "problems", "remove_temp_files", "write_private"]
+__all__ = ["create_private", "create_private_once", "ensure_dir", "fix", "loose_mode", "problems", "remove_temp_files", "write_private"]
 
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
@@ -98,6 +99,32 @@ def write_private(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
+def create_private_once(path: Path, text: str) -> str:
+    """Create `path` holding `text` (mode 0600) unless it exists; return what it holds.
+
+    Many processes may call this at once (the workers of `synapse serve --workers N`):
+    the file is written whole under a temporary name, then linked into place, which fails
+    when another process got there first, so every caller returns the same text and no
+    reader ever sees half a file.
+    """
+    ensure_dir(path.parent)
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, _FILE_MODE)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process made it first: its text wins
+        finally:
+            os.unlink(tmp)
+    return path.read_text(encoding="utf-8")
+
+
 def remove_temp_files(path: Path) -> list[Path]:
     """Delete `.NAME.*.tmp` files a killed save left beside `path` (or its link's target).
 
@@ -130,7 +157,7 @@ def loose_mode(path: Path) -> int | None:
 def _private_paths(folder: Path) -> list[tuple[Path, int]]:
     """The data folder and every file in it that must be private, with the mode it needs."""
     out: list[tuple[Path, int]] = [(folder, _DIR_MODE)]
-    names = ("settings.json", "users.json", "synapse.db", "synapse.db-wal", "synapse.db-shm")
+    names = ("settings.json", "users.json", "csrf.key", "synapse.db", "synapse.db-wal", "synapse.db-shm")
     out += [(folder / n, _FILE_MODE) for n in names if (folder / n).exists()]
     cache = folder / "cache"
     if cache.is_dir():

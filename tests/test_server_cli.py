@@ -57,6 +57,36 @@ def test_user_set_list_remove(synapse_env: Path, monkeypatch: pytest.MonkeyPatch
     assert "no logins yet" in capsys.readouterr().out
 
 
+def test_user_remove_ends_the_users_sessions(synapse_env: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from synapse.server import stored_sessions
+
+    UserStore(synapse_env / "users.json").set("admin", "correct horse battery")
+    store = stored_sessions.DatabaseSessionStore(secret=b"k" * 32)
+    sessions = [asyncio.run(store.alogin(name)) for name in ("admin", "admin", "bob")]
+    real_end = stored_sessions.end_sessions
+
+    def unavailable(username: str) -> int:
+        raise sa.exc.OperationalError("DELETE", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(stored_sessions, "end_sessions", unavailable)
+    assert user_cmd("user", "remove", "admin", monkeypatch=monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("synapse: login removed, but its open sessions could not be ended (OperationalError: ")
+    assert "run `synapse user remove admin` again" in err and "Traceback" not in err
+    monkeypatch.setattr(stored_sessions, "end_sessions", real_end)
+    assert user_cmd("user", "remove", "admin", monkeypatch=monkeypatch) == 0  # the retry finishes the job
+    assert capsys.readouterr().out.strip() == "2 open sessions of admin ended"
+    assert user_cmd("user", "remove", "admin", monkeypatch=monkeypatch) == 1
+    assert capsys.readouterr().err.strip() == "synapse: no login named 'admin'"
+    fresh = stored_sessions.DatabaseSessionStore(secret=b"k" * 32)  # nothing cached
+    assert len(fresh) == 1 and asyncio.run(fresh.aget(sessions[2].id)).user == "bob"  # type: ignore[union-attr]
+
+
 def test_url_for() -> None:
     assert url_for("127.0.0.1", 8000) == "http://127.0.0.1:8000"
     assert url_for("0.0.0.0", 80) == "http://127.0.0.1:80"

@@ -67,17 +67,27 @@ def test_a_visitor_token_works_without_a_stored_session(loopback: ServerThread, 
     assert r.status == 403 and r.json()["kind"] == "csrf"
 
 
-def test_a_restart_makes_old_tokens_stale(users: UserStore, synapse_env: Path) -> None:
+def test_a_restart_keeps_tokens_and_another_data_folder_refuses_them(
+    users: UserStore, synapse_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signing key lives in the data folder (csrf.key): a page open across a restart,
+    or served by another worker, keeps working; a server of another folder refuses it."""
     first = create_app("127.0.0.1", users=users, trusted_proxies="")
-    second = create_app("127.0.0.1", users=users, trusted_proxies="")
+    restarted = create_app("127.0.0.1", users=users, trusted_proxies="")
+    key = synapse_env / "csrf.key"
+    assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_text().strip()) == 64
+    monkeypatch.setenv("SYNAPSE_DATA_DIR", str(synapse_env.parent / "elsewhere"))
+    other = create_app("127.0.0.1", users=users, trusted_proxies="")
+    monkeypatch.setenv("SYNAPSE_DATA_DIR", str(synapse_env))
+    body = b'{"prompt_cache_enabled": true}'
 
     async def run() -> None:
         r = await asgi_request(first, "GET", "/api/session")
         cookie, token = r.all("set-cookie")[0].split(";")[0], r.json()["csrf_token"]
         hdrs = {"cookie": cookie, "x-csrf-token": token, "content-type": "application/json"}
-        ok = await asgi_request(first, "PUT", "/api/settings", headers=hdrs, body=b'{"prompt_cache_enabled": true}')
-        assert ok.status == 200
-        stale = await asgi_request(second, "PUT", "/api/settings", headers=hdrs, body=b'{"prompt_cache_enabled": true}')
+        assert (await asgi_request(first, "PUT", "/api/settings", headers=hdrs, body=body)).status == 200
+        assert (await asgi_request(restarted, "PUT", "/api/settings", headers=hdrs, body=body)).status == 200
+        stale = await asgi_request(other, "PUT", "/api/settings", headers=hdrs, body=body)
         assert stale.status == 403 and stale.json() == {
             "detail": "missing or stale CSRF token: reload the page and try again", "kind": "csrf"}
 

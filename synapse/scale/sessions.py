@@ -4,7 +4,8 @@ The session id stays in the browser's cookie; Redis holds `synapse:session:<sha2
 id>` -> {"user", "expires"} with the session's TTL (the id itself is never stored, so a
 copy of Redis cannot be replayed as cookies). CSRF tokens need nothing stored: they are an
 HMAC of the id under a key every instance derives from SYNAPSE_SECRET_KEY
-(secrets.csrf_secret).
+(secrets.csrf_secret). `synapse user remove` deletes the user's sessions here too
+(`end_user_sessions`).
 
 Redis down: sessions fall back to the instance's own memory (`auth.SessionStore`): a login
 made then holds on that instance only, and logins kept in Redis come back with it.
@@ -15,11 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from typing import Any
 
 from ..server.auth import Session, SessionStore
 from .shared import Link, RedisDown
 
-__all__ = ["SharedSessionStore"]
+__all__ = ["SharedSessionStore", "end_user_sessions"]
 
 PREFIX = "synapse:session:"
 
@@ -63,3 +65,21 @@ class SharedSessionStore(SessionStore):
             await self.link.run("ending a login session", lambda r: r.delete(_key(session_id)))
         except RedisDown:
             pass
+
+
+def end_user_sessions(link: Link, username: str) -> int:
+    """Delete every session of `username` kept in Redis (`synapse user remove`); how many.
+
+    Sessions are keyed by a hash of their id, so this walks them (SCAN: a CLI command,
+    not a request). RedisDown when Redis cannot answer.
+    """
+
+    def walk(r: Any) -> int:
+        ended = 0
+        for key in r.scan_iter(match=PREFIX + "*", count=500):
+            raw = r.get(key)
+            if raw is not None and json.loads(raw).get("user") == username:
+                ended += int(r.delete(key))
+        return ended
+
+    return link.run_sync("ending a user's login sessions", walk)

@@ -95,8 +95,9 @@ def create_app(
 
     app = FastAPI(title="Synapse", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.board = board
-    app.state.sessions = sessions or _sessions(shared)
-    app.state.throttle = throttle or _throttle(shared)
+    secret = _csrf_secret(shared)
+    app.state.sessions = sessions or _sessions(shared, secret)
+    app.state.throttle = throttle or _throttle(shared, secret)
     app.state.users = users or user_store()
     app.state.login_required = login_required
     app.state.loopback = loopback
@@ -189,20 +190,36 @@ def _shared_parts() -> dict[str, Any]:
     return web_state(file_settings)
 
 
-def _sessions(shared: dict[str, Any]) -> SessionStore:
+def _csrf_secret(shared: dict[str, Any]) -> bytes:
+    """Scale mode's key (SYNAPSE_SECRET_KEY), else the data folder's: every process serving
+    the pages signs tokens with the same key, so any of them accepts a page's token."""
+    if shared["csrf_secret"] is not None:
+        return bytes(shared["csrf_secret"])
+    from .csrf_key import csrf_key
+
+    return csrf_key()
+
+
+def _sessions(shared: dict[str, Any], secret: bytes) -> SessionStore:
+    """Logins in Redis when scale mode has it, else in the database (every worker shares both)."""
     if shared["link"] is not None:
         from ..scale.sessions import SharedSessionStore
 
-        return SharedSessionStore(shared["link"], secret=shared["csrf_secret"])
-    return SessionStore(secret=shared["csrf_secret"])
+        return SharedSessionStore(shared["link"], secret=secret)
+    from .stored_sessions import DatabaseSessionStore
+
+    return DatabaseSessionStore(secret=secret)
 
 
-def _throttle(shared: dict[str, Any]) -> LoginThrottle:
+def _throttle(shared: dict[str, Any], secret: bytes) -> LoginThrottle:
+    """Login attempts counted in Redis when scale mode has it, else in the database."""
     if shared["link"] is not None:
         from ..scale.throttle import SharedLoginThrottle
 
         return SharedLoginThrottle(shared["link"])
-    return LoginThrottle()
+    from .stored_throttle import DatabaseLoginThrottle
+
+    return DatabaseLoginThrottle(secret=secret)
 
 
 def render(request: Request, name: str, status: int = 200, **extra: Any) -> HTMLResponse:

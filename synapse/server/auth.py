@@ -3,12 +3,15 @@
 * Users live in `<data folder>/users.json` (mode 0600): a username and a scrypt hash
   of a password of at least 8 characters. `synapse user set NAME` writes it.
 * A browser holds a random id in an HttpOnly, SameSite=Strict cookie (Secure over
-  https). The server stores a session only at login (user, expiry), in memory, bounded,
-  so a restart logs everyone out and cookieless requests cost no memory.
+  https). The server stores a session only at login (user, expiry), bounded, so
+  cookieless requests cost nothing. The web app keeps them in the database
+  (stored_sessions.py), so every worker and a restart keep them; `SessionStore` here is
+  the in-memory form (the fallback while the database is unavailable).
 * Every state-changing request (POST/PUT/PATCH/DELETE) must carry the CSRF token in
-  `X-CSRF-Token`: an HMAC of the cookie's id under a per-process secret. Its Origin (when
-  the browser sends one) must be this server. That holds on loopback too: any page open
-  in the user's browser can send a request to 127.0.0.1:8000.
+  `X-CSRF-Token`: an HMAC of the cookie's id under the data folder's key (csrf_key.py),
+  the same in every worker. Its Origin (when the browser sends one) must be this server.
+  That holds on loopback too: any page open in the user's browser can send a request to
+  127.0.0.1:8000.
 * On loopback the Host header must be a loopback name, which stops DNS rebinding.
 """
 
@@ -191,9 +194,11 @@ class SessionStore:
     """Logged-in sessions, in memory, bounded and expiring; anonymous visitors cost nothing.
 
     A visitor without a login (every visitor on loopback) holds only a random id in its
-    cookie; the CSRF token is an HMAC of that id under a secret made at start, so the
-    server keeps no record of it (signed double-submit). Only `login()` stores a session:
-    at most `max_sessions`, each for `ttl` seconds; the oldest go first when full.
+    cookie; the CSRF token is an HMAC of that id under `secret` (the web app passes the
+    data folder's key; without one, a key of this process), so the server keeps no record
+    of it (signed double-submit). Only `login()` stores a session: at most
+    `max_sessions`, each for `ttl` seconds; the oldest go first when full. The database
+    (stored_sessions.py) and Redis (scale/sessions.py) stores build on this one.
     """
 
     def __init__(self, *, secret: bytes | None = None, max_sessions: int = MAX_SESSIONS, ttl: float = SESSION_TTL) -> None:

@@ -39,6 +39,22 @@ def _read_password() -> str:
     return line.rstrip("\r\n")
 
 
+def _end_sessions(username: str) -> int:
+    """Log `username` out everywhere: the sessions in the database (every worker stops
+    accepting them within a second) and, in scale mode with Redis, those kept there."""
+    from .. import settings as settings_mod
+    from ..scale.shared import link
+    from .stored_sessions import end_sessions
+
+    ended = end_sessions(username)
+    shared = link(settings_mod.file_settings())
+    if shared is not None:
+        from ..scale.sessions import end_user_sessions
+
+        ended += end_user_sessions(shared, username)
+    return ended
+
+
 def cmd_user(args: argparse.Namespace) -> int:
     from .auth import user_store, validate_username
 
@@ -50,10 +66,23 @@ def cmd_user(args: argparse.Namespace) -> int:
             print("\n".join(names) if names else "no logins yet: add one with `synapse user set USERNAME`")
             return 0
         if action == "remove":
-            if not store.remove(args.username):
+            removed = store.remove(args.username)
+            try:
+                ended = _end_sessions(args.username)
+            except Exception as exc:  # the database or Redis is unavailable: say so, and how to finish
+                print(f"synapse: {'login removed, but ' if removed else ''}its open sessions could not be ended "
+                      f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+                      f"once that is fixed, run `synapse user remove {args.username}` again",
+                      file=sys.stderr)
+                return 1
+            if not removed and not ended:
                 print(f"synapse: no login named {args.username!r}", file=sys.stderr)
                 return 1
-            print(f"login {args.username} removed")
+            sessions = f"{ended} open session{'s' if ended != 1 else ''} of {args.username} ended"
+            if removed:
+                print(f"login {args.username} removed" + (f"; {sessions}" if ended else ""))
+            else:
+                print(sessions)
             return 0
         username = validate_username(args.username)
         password = _read_password()

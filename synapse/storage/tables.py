@@ -8,8 +8,9 @@ import sqlalchemy as sa
 from .vector import Vector
 
 __all__ = [
-    "agents", "api_keys", "chat_sessions", "memories", "memory_history", "memory_scopes", "memory_vectors", "metadata",
-    "include_name", "session_messages", "settings", "unmanaged", "usage_calls", "users",
+    "agents", "api_keys", "chat_sessions", "login_attempts", "memories", "memory_history", "memory_scopes",
+    "memory_vectors", "metadata", "include_name", "session_messages", "settings", "unmanaged", "usage_calls", "users",
+    "web_sessions",
 ]
 
 metadata = sa.MetaData()
@@ -216,4 +217,35 @@ users = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("password", sa.String(255), nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+#: Logged-in web sessions, shared by every process serving the pages (`--workers N`, or
+#: scale mode without Redis). The cookie's id is never stored, only its SHA-256, so a copy
+#: of the database cannot be replayed as cookies (synapse/server/stored_sessions.py).
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),  # hex SHA-256 of the cookie's id
+    sa.Column("username", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires", sa.Float, nullable=False),  # Unix seconds
+    sa.Index("ix_web_sessions_username", "username"),
+    sa.Index("ix_web_sessions_expires", "expires"),
+)
+
+#: Recent login attempts, counted by every process before a password is checked
+#: (synapse/server/stored_throttle.py). The keys are keyed hashes: no typed username or
+#: address is stored. Rows older than the longest window are deleted at each attempt.
+login_attempts = sa.Table(
+    "login_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("pair_key", sa.String(64), nullable=False),  # the client and the username
+    sa.Column("user_key", sa.String(64), nullable=False),  # the username
+    sa.Column("client_key", sa.String(64), nullable=False),  # the client's address
+    sa.Column("ts", sa.Float, nullable=False),  # Unix seconds
+    sa.Index("ix_login_attempts_pair", "pair_key", "ts"),
+    sa.Index("ix_login_attempts_user", "user_key", "ts"),
+    sa.Index("ix_login_attempts_client", "client_key", "ts"),
+    sa.Index("ix_login_attempts_ts", "ts"),
 )

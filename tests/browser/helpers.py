@@ -158,8 +158,9 @@ class ServeProcess:
 
     def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", port: int | None = None,
                  env: dict[str, str] | None = None, log_path: Path | None = None,
-                 preexec_fn: Any = None) -> None:
+                 preexec_fn: Any = None, workers: int = 1) -> None:
         self.preexec_fn = preexec_fn
+        self.workers = workers
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port or free_port()
@@ -183,7 +184,8 @@ class ServeProcess:
         self.log = open(self.log_path, "wb")
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "synapse.cli", "serve", "--host", self.host, "--port", str(self.port)],
+            [sys.executable, "-m", "synapse.cli", "serve", "--host", self.host, "--port", str(self.port),
+             *(["--workers", str(self.workers)] if self.workers > 1 else [])],
             stdout=self.log, stderr=subprocess.STDOUT, env=self.env, preexec_fn=self.preexec_fn,
         )
         deadline = t0 + timeout

@@ -40,7 +40,7 @@ def test_0006_converts_stored_vectors_and_0005_gets_the_same_bytes_back(empty_da
         # 3 is a vector whose memory is gone (nothing reads it; the migration drops it)
         conn.execute(sa.text("INSERT INTO memory_vectors (memory_id, model, dim, vector) VALUES (:i, :m, :d, :v)"),
                      [{"i": i, "m": m, "d": len(v), "v": v.astype("<f4").tobytes()} for (i, m), v in stored.items()])
-    storage.migrate(eng)
+    storage.migrate(eng, "0006")
     assert storage.current_revision(eng) == "0006"
     with eng.connect() as conn:
         rows = conn.execute(sa.select(memory_vectors).order_by(memory_vectors.c.memory_id, memory_vectors.c.model)).all()
@@ -61,7 +61,7 @@ def test_0006_converts_stored_vectors_and_0005_gets_the_same_bytes_back(empty_da
         back = {(int(i), str(m)): bytes(v) for i, m, v in conn.execute(
             sa.text("SELECT memory_id, model, vector FROM memory_vectors"))}
     assert back == {k: v.astype("<f4").tobytes() for k, v in stored.items() if k[0] != 3}
-    storage.migrate(eng)
+    storage.migrate(eng, "0006")
     assert storage.current_revision(eng) == "0006"
     eng.dispose()
 

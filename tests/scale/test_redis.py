@@ -111,6 +111,20 @@ async def test_sessions_fall_back_to_the_instance_while_redis_is_down(redis_url:
     assert len(store) == 1
 
 
+async def test_user_remove_ends_the_users_sessions_in_redis(redis_url: str, redis_server: Any) -> None:
+    from synapse.scale.sessions import end_user_sessions
+
+    one = SharedSessionStore(_link(), secret=b"k" * 32)
+    ada, ada2, bob = await one.alogin("ada"), await one.alogin("ada"), await one.alogin("bob")
+    assert end_user_sessions(_link(), "ada") == 2
+    two = SharedSessionStore(_link(), secret=b"k" * 32)
+    assert await two.aget(ada.id) is None and await two.aget(ada2.id) is None
+    assert (await two.aget(bob.id)).user == "bob"  # type: ignore[union-attr]
+    redis_server.stop()
+    with pytest.raises(shared.RedisDown):
+        end_user_sessions(_link(), "bob")  # `synapse user remove` says so and how to finish
+
+
 async def test_wrong_passwords_count_across_instances(redis_url: str) -> None:
     a, b = SharedLoginThrottle(_link()), SharedLoginThrottle(_link())
     for throttle in (a, b, a, b, a):
