@@ -1,7 +1,7 @@
 // The Agents page: the list on the left, the selected agent's form on the right, over /api/v1/agents.
 "use strict";
 (function () {
-  const { $, el, api, showBanner } = window.Synapse;
+  const { $, el, api, showBanner, drawer } = window.Synapse;
   const state = { agents: [], tools: [], models: null, current: null, dirty: false };
 
   function agentFromForm() {
@@ -85,7 +85,7 @@
       const link = el("a", { class: "side-link", href: "#" + a.id },
         el("span", { class: "t", text: a.name }),
         el("span", { class: "s", text: (a.model === "(default)" ? "default model" : a.model) + " · " + (a.tools.length ? a.tools.join(", ") : "no tools") }));
-      link.addEventListener("click", (e) => { e.preventDefault(); select(a.id); });
+      link.addEventListener("click", (e) => { e.preventDefault(); closeSide(); select(a.id); });
       li.append(link);
       list.append(li);
     }
@@ -169,9 +169,11 @@
     }
   }
 
+  const closeSide = drawer($("#side"), $("#side-toggle"), $("#side-close"));
   $("#agent-form").addEventListener("submit", save);
   $("#agent-form").addEventListener("input", () => { state.dirty = true; $("#form-msg").textContent = ""; });
   $("#new-agent").addEventListener("click", () => {
+    closeSide(true);
     history.replaceState(null, "", location.pathname);
     fillForm({ name: "", tools: ["current_time", "calculator"], max_turns: 30, response_cache: "off" });
     for (const li of document.querySelectorAll(".side-item")) li.classList.remove("current");

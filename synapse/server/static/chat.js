@@ -4,7 +4,7 @@
 // Markdown through SynapseMarkdown (sanitised, as DOM nodes).
 "use strict";
 (function () {
-  const { $, el, api, showBanner, ago } = window.Synapse;
+  const { $, el, api, showBanner, ago, drawer } = window.Synapse;
   const md = window.SynapseMarkdown;
   let csrf = document.querySelector('meta[name="csrf-token"]').content;
 
@@ -24,6 +24,11 @@
   function scrollDown(force) {
     const c = $("#conversation");
     if (force || c.scrollHeight - c.scrollTop - c.clientHeight < 160) c.scrollTop = c.scrollHeight;
+  }
+  // The conversation's title; a long one is cut on screen, so the whole of it is the tooltip.
+  function setTitle(title) {
+    $("#chat-title").textContent = title || "New chat";
+    $("#chat-title").title = title || "";
   }
   function agentById(id) { return state.agents.find((a) => a.id === id) || null; }
   function currentAgent() { return agentById($("#agent-picker").value) || state.agents[0] || null; }
@@ -96,7 +101,12 @@
     const link = el("a", { class: "side-link", href: "#" + s.id },
       el("span", { class: "t", text: s.title || "New chat" }),
       el("span", { class: "s", text: s.agent + " · " + ago(s.updated_at) + (s.cost_usd ? " · " + money(s.cost_usd) : "") }));
-    link.addEventListener("click", (e) => { e.preventDefault(); if (!state.streaming) openSession(s.id); });
+    link.addEventListener("click", (e) => {
+      e.preventDefault();
+      if (state.streaming) { showBanner("Wait for the reply to finish (or press Stop) before opening another chat."); return; }
+      closeSide(true);
+      openSession(s.id);
+    });
     const rename = el("button", { type: "button", class: "icon-btn", title: "Rename", "aria-label": "Rename " + (s.title || "chat"), text: "✎" });
     rename.addEventListener("click", () => startRename(li, s));
     const del = el("button", { type: "button", class: "icon-btn danger", title: "Delete", "aria-label": "Delete " + (s.title || "chat"), text: "×" });
@@ -123,13 +133,13 @@
       if (done) return; done = true;
       if (save && input.value.trim() && input.value.trim() !== s.title) {
         try { await api("PATCH", "/api/v1/sessions/" + encodeURIComponent(s.id), { title: input.value }); } catch (e) { showBanner(e.message); }
-        if (s.id === state.sessionId) $("#chat-title").textContent = input.value.trim();
+        if (s.id === state.sessionId) setTitle(input.value.trim());
       }
       loadSessions();
     }
     input.addEventListener("keydown", (e) => {
       if (e.key === "Enter") { e.preventDefault(); finish(true); }
-      if (e.key === "Escape") finish(false);
+      if (e.key === "Escape") { e.preventDefault(); finish(false); }  // not the drawer's Escape
     });
     input.addEventListener("blur", () => finish(true));
   }
@@ -382,7 +392,7 @@
     state.sessionId = s.id;
     state.sessionModel = s.model || "";
     if (location.hash !== "#" + s.id) history.replaceState(null, "", "#" + s.id);
-    $("#chat-title").textContent = s.title || "New chat";
+    setTitle(s.title);
     if (s.agent_id && agentById(s.agent_id)) $("#agent-picker").value = s.agent_id;
     renderModelPicker(state.sessionModel);
     showTotals(s);
@@ -395,7 +405,7 @@
     if (state.streaming) return;
     state.sessionId = null; state.sessionModel = "";
     history.replaceState(null, "", location.pathname);
-    $("#chat-title").textContent = "New chat";
+    setTitle("");
     $("#chat-totals").textContent = "";
     renderModelPicker("");
     clearConversation();
@@ -513,7 +523,7 @@
         if (state.sessionId !== e.session_id) {
           state.sessionId = e.session_id;
           history.replaceState(null, "", "#" + e.session_id);
-          $("#chat-title").textContent = e.title || "New chat";
+          setTitle(e.title);
           if (model) api("PATCH", "/api/v1/sessions/" + encodeURIComponent(e.session_id), { model }).catch(() => {});
         }
         return false;
@@ -582,6 +592,8 @@
 
   // --- wiring -----------------------------------------------------------------------------------
 
+  const closeSide = drawer($("#side"), $("#side-toggle"), $("#side-close"));
+
   function autosize() {
     const t = $("#prompt");
     t.style.height = "auto";
@@ -594,7 +606,7 @@
   });
   $("#prompt").addEventListener("input", autosize);
   $("#stop").addEventListener("click", () => { if (state.streaming) state.streaming.controller.abort(); });
-  $("#new-chat").addEventListener("click", newChat);
+  $("#new-chat").addEventListener("click", () => { closeSide(true); newChat(); });
   $("#attach").addEventListener("change", (e) => { addFiles(e.target.files); e.target.value = ""; });
   let searchTimer = null;
   $("#session-search").addEventListener("input", (e) => {
