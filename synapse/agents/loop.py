@@ -42,6 +42,7 @@ from .events import (
     TurnDone,
     TurnError,
     TurnStart,
+    event_dict,
 )
 from .hooks import TurnContext, hooks, log
 from .sessions import SessionInfo, SessionStore, replay, title_for
@@ -257,6 +258,8 @@ async def run_turn(
             yield TurnError(f"the conversation is too long and could not be summarised: {exc}", exc.kind, info.id)
             return
         if compacted is not None:
+            # kept with the user message, so the page can say so again after a reload
+            turn.meta["compacted"] = {k: v for k, v in event_dict(compacted).items() if k != "type"}
             yield compacted
 
     state = _State(info.id, next_seq, [(user, turn.meta)])

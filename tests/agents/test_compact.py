@@ -77,3 +77,28 @@ async def test_compaction_can_be_turned_off(use_proto: Any, configure: Any) -> N
     proto.fake.reply(proto.reply(text="ok"))
     events = await run(agent, "x " * 3000)
     assert not [e for e in events if isinstance(e, ev.Compacted)] and events[-1].type == "done"
+
+
+async def test_what_compaction_did_is_stored_with_the_question(use_proto: Any, configure: Any) -> None:
+    """The Chat page says it again after a reload: the event's numbers are in the user message's meta."""
+    proto: Proto = use_proto("openai")
+    agent = synapse.Agent(name="m", tools=[big])
+    proto.fake.reply(proto.reply(tool_calls=[FakeToolCall("c1", "big", {"n": 400})]), proto.reply(text="Read it."))
+    first = (await run(agent, "Read the file"))[-1]
+    configure(context_window=3000, reply_reserve_tokens=500)
+    proto.fake.reply(proto.reply(text="Sure."))
+    events = await run(agent, "And now?", session_id=first.session_id)
+    compacted = [e for e in events if isinstance(e, ev.Compacted)][0]
+    question = [r for r in SessionStore().messages(first.session_id) if r.message.role == "user"][-1]
+    assert question.message.content[0].text == "And now?"
+    assert question.meta["compacted"] == {"tokens_before": compacted.tokens_before, "tokens_after": compacted.tokens_after,
+                                          "shortened_tool_results": 1, "summarised_messages": 0}
+
+
+async def test_a_first_message_too_long_on_its_own_is_left_to_the_model(use_proto: Any, configure: Any) -> None:
+    """Nothing older to shorten or summarise: no "compacted" event that did nothing."""
+    proto: Proto = use_proto("openai")
+    configure(context_window=1000)
+    proto.fake.reply(proto.reply(text="ok"))
+    events = await run(synapse.Agent(name="one"), "x " * 3000)
+    assert not [e for e in events if isinstance(e, ev.Compacted)] and events[-1].type == "done"

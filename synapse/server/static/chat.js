@@ -335,8 +335,17 @@
     return d;
   }
 
-  function eventNote(text) {
-    $("#conversation").append(el("div", { class: "event-note" }, el("span", { text: text })));
+  function eventNote(text, cls) {
+    $("#conversation").append(el("div", { class: "event-note" + (cls ? " " + cls : ""), role: "note" }, el("span", { text: text })));
+  }
+
+  // What auto-compaction did to fit the conversation into the model's context window.
+  function compactedText(c) {
+    const done = [];
+    if (c.shortened_tool_results) done.push(c.shortened_tool_results + " old tool result" + (c.shortened_tool_results > 1 ? "s" : "") + " shortened");
+    if (c.summarised_messages) done.push(c.summarised_messages + " older message" + (c.summarised_messages > 1 ? "s" : "") + " summarised");
+    return "Conversation compacted to fit the model's context window: " + (done.join(", ") || "shortened") +
+      " (" + fmt(c.tokens_before) + " → " + fmt(c.tokens_after) + " tokens). The originals are kept.";
   }
 
   function renderStored(session) {
@@ -345,13 +354,17 @@
     for (const m of session.messages) for (const r of m.tool_results) results[r.tool_call_id] = r;
     let turn = null;
     let memory = null;  // stored with the user message, shown under the reply to it
+    let summary = false;  // a summary row: said with the next question (its meta has the details)
     for (const m of session.messages) {
-      if (m.kind === "summary") { eventNote("Earlier messages were summarised to fit the model's context window (the originals are kept)."); continue; }
+      if (m.kind === "summary") { summary = true; continue; }
       if (m.role === "user") {
         if (m.text || m.images) {
           if (turn) { turn.meta(turn.flags); turn = null; }
           userBubble(m.text, [], m.images ? m.images + " image" + (m.images > 1 ? "s" : "") + " attached" : "");
           memory = m.meta && m.meta.memory ? m.meta.memory : null;
+          if (m.meta && m.meta.compacted) eventNote(compactedText(m.meta.compacted), "compacted");
+          else if (summary) eventNote("Earlier messages were summarised to fit the model's context window. The originals are kept.", "compacted");
+          summary = false;
         }
         continue;
       }
@@ -528,12 +541,8 @@
         }
         return false;
       case "compacted":
-        eventNote("The conversation was too long for the model: " +
-          (e.shortened_tool_results ? e.shortened_tool_results + " old tool result(s) shortened" : "") +
-          (e.shortened_tool_results && e.summarised_messages ? ", " : "") +
-          (e.summarised_messages ? e.summarised_messages + " older message(s) summarised" : "") +
-          " (" + fmt(e.tokens_before) + " → " + fmt(e.tokens_after) + " tokens; the originals are kept).");
-        $("#conversation").append(turn.root);
+        eventNote(compactedText(e), "compacted");
+        $("#conversation").append(turn.root);  // the note goes between the question and the reply
         return false;
       case "reasoning": turn.addThinking(e.round, e.text); return false;
       case "text": turn.addText(e.round, e.text); return false;
