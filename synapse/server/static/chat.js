@@ -642,7 +642,8 @@
       state.defaultModel = settings.model || "";
     } catch (e) { showBanner(e.message); return; }
     renderAgentPicker(new URLSearchParams(location.search).get("agent"));
-    try { state.models = await window.SynapseModels.load(); } catch (e) { state.models = { groups: [] }; }
+    const refill = (res) => { state.models = res; if (!state.streaming) renderModelPicker($("#model-picker").value); };
+    try { state.models = await window.SynapseModels.load(refill); } catch (e) { state.models = { groups: [] }; }
     renderModelPicker("");
     await loadSessions();
     const id = location.hash.slice(1);
