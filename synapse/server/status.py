@@ -234,6 +234,9 @@ class StatusBoard:
         try:
             adapter = self.factory(spec, settings)
             listed = await self._verify_and_list(adapter)
+            from ..providers.vision import remember
+
+            remember(listed or [])  # what the list says about images, for the agent loop's check
             describe = getattr(adapter, "status_detail", None)  # Hugging Face: versions and device
             detail = await asyncio.to_thread(describe) if callable(describe) else ""
             status = ProviderStatus("ok", models=_label(spec, config, list(listed or [])), checked_at=time.time(),
@@ -266,5 +269,6 @@ def _label(spec: ProviderSpec, config: ProviderConfig, listed: list[ModelInfo]) 
             label = note
         elif note and label and note not in label:
             label = f"{label} — {note}"
-        out.append(ModelInfo(id=m.id, provider=m.provider, upstream_id=m.upstream_id, label=label, embedding=m.embedding))
+        out.append(ModelInfo(id=m.id, provider=m.provider, upstream_id=m.upstream_id, label=label, embedding=m.embedding,
+                             images=m.images))
     return out

@@ -241,6 +241,7 @@
     download("agent-" + state.current.name.replace(/[^\w.-]+/g, "_") + ".json", data);
   });
   $("#export-all").addEventListener("click", async () => download("synapse-agents.json", await api("GET", "/api/v1/agents/export")));
+  $("#import").addEventListener("click", () => $("#import-file").click());
   $("#import-file").addEventListener("change", (e) => { if (e.target.files[0]) importFile(e.target.files[0]); e.target.value = ""; });
   window.addEventListener("beforeunload", (e) => { if (state.dirty) { e.preventDefault(); e.returnValue = ""; } });
   $("#chat-with").addEventListener("click", () => {

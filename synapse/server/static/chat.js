@@ -76,6 +76,7 @@
     const agent = currentAgent();
     const own = agent && agent.model && agent.model !== "(default)" ? agent.model : (state.defaultModel || "default model");
     if (state.models) window.SynapseModels.fill($("#model-picker"), state.models, "Agent's model (" + own + ")", value || "");
+    imagesFit();
   }
 
   function updateWelcome() {
@@ -460,11 +461,13 @@
     const model = $("#model-picker").value;
     if (model) body.model = model;
     if (images.length) body.images = images.map((i) => ({ media_type: i.type, data: i.data }));
+    if (images.length && !imagesFit()) { $("#model-picker").focus(); return; }  // the note says why
     $("#prompt").value = ""; autosize();
     state.attachments = []; renderAttachments();
     showBanner("");
-    userBubble(text, images.map((i) => i.url));
+    const bubble = userBubble(text, images.map((i) => i.url));
     const turn = new Turn(agent ? agent.name : "Assistant", agent ? agent.id : null);
+    turn.unsent = { bubble, text, images };  // until `start`: what goes back if the turn is refused
     const controller = new AbortController();
     const mine = { controller, turn };
     state.streaming = mine;
@@ -475,7 +478,7 @@
       const res = await post("/api/v1/chat/stream", body, controller.signal);
       if (!res.ok) {
         const data = await res.json().catch(() => ({}));
-        turn.error(data.detail || data.error || ("HTTP " + res.status));
+        giveBack(turn, data.detail || data.error || ("HTTP " + res.status));
         ended = true;
         return;
       }
@@ -516,6 +519,18 @@
     }
   }
 
+  // A turn refused before it started (nothing was stored or sent): the message goes back
+  // into the composer, with its images, and the reason is shown.
+  function giveBack(turn, message) {
+    const { bubble, text, images } = turn.unsent;
+    turn.unsent = null;
+    bubble.remove(); turn.root.remove();
+    if (!$("#conversation").children.length) clearConversation();
+    if (!$("#prompt").value) { $("#prompt").value = text; autosize(); }
+    state.attachments = images.concat(state.attachments); renderAttachments();
+    showBanner(message);
+  }
+
   // The turn `mine` no longer holds the composer (its reply ended, or its stream did).
   function release(mine) {
     if (state.streaming !== mine) return;
@@ -533,6 +548,7 @@
   function onEvent(turn, e, model) {
     switch (e.type) {
       case "start":
+        turn.unsent = null;
         if (state.sessionId !== e.session_id) {
           state.sessionId = e.session_id;
           history.replaceState(null, "", "#" + e.session_id);
@@ -563,6 +579,7 @@
         if (state.sessionId) refreshSessionBits();
         return false;
       case "error":
+        if (turn.unsent) { giveBack(turn, e.message); return true; }
         turn.finishText();
         turn.error(e.message);
         if (e.usage) turn.meta({});
@@ -574,21 +591,53 @@
 
   // --- attachments ----------------------------------------------------------------------------
 
+  const MAX_IMAGES = 8;  // what POST /api/v1/chat takes
+
   function renderAttachments() {
     const box = $("#attachments");
     box.textContent = "";
     box.hidden = !state.attachments.length;
     state.attachments.forEach((a, i) => {
-      const rm = el("button", { type: "button", "aria-label": "Remove image", text: "✕" });
-      rm.addEventListener("click", () => { state.attachments.splice(i, 1); renderAttachments(); });
+      const rm = el("button", { type: "button", "aria-label": "Remove image " + a.name, title: "Remove " + a.name, text: "✕" });
+      rm.addEventListener("click", () => { state.attachments.splice(i, 1); renderAttachments(); $("#prompt").focus(); });
       box.append(el("div", { class: "attachment" }, el("img", { src: a.url, alt: a.name }), rm));
     });
+    imagesFit();
+  }
+
+  // The model this message goes to: the picker (this chat's override), else the agent's, else the default.
+  function chosenModel() {
+    const agent = currentAgent();
+    const own = agent && agent.model && agent.model !== "(default)" ? agent.model : "";
+    return $("#model-picker").value || own || state.defaultModel;
+  }
+
+  // What the model lists say about `model` reading images: true, false, or undefined (nobody says).
+  function readsImages(model) {
+    for (const g of (state.models && state.models.groups) || []) {
+      for (const m of g.models) if (m.id === model) return m.images;
+    }
+    return undefined;
+  }
+
+  // False (and the note under the composer says why) when images are attached for a model known to read none.
+  function imagesFit() {
+    const note = $("#attach-note");
+    const model = chosenModel();
+    const refuse = state.attachments.length > 0 && readsImages(model) === false;
+    note.textContent = refuse ? model + " does not read images. Choose a model that does in Model above, or remove the image" +
+      (state.attachments.length > 1 ? "s" : "") + "." : "";
+    note.hidden = !refuse;
+    return !refuse;
   }
 
   function addFiles(files) {
+    let room = MAX_IMAGES - state.attachments.length;
     for (const f of files) {
+      if (room <= 0) { showBanner("At most " + MAX_IMAGES + " images go with one message: " + f.name + " was left out."); continue; }
       if (!/^image\/(png|jpeg|gif|webp)$/.test(f.type)) { showBanner(f.name + ": only PNG, JPEG, GIF and WebP images can be attached"); continue; }
-      if (f.size > 10 * 1024 * 1024) { showBanner(f.name + " is larger than 10 MB"); continue; }
+      if (f.size > 10 * 1024 * 1024) { showBanner(f.name + " is larger than 10 MB: attach a smaller image"); continue; }
+      room -= 1;
       const reader = new FileReader();
       reader.onload = () => {
         const url = String(reader.result);
@@ -616,15 +665,28 @@
   $("#prompt").addEventListener("input", autosize);
   $("#stop").addEventListener("click", () => { if (state.streaming) state.streaming.controller.abort(); });
   $("#new-chat").addEventListener("click", () => { closeSide(true); newChat(); });
+  $("#attach-btn").addEventListener("click", () => $("#attach").click());
   $("#attach").addEventListener("change", (e) => { addFiles(e.target.files); e.target.value = ""; });
+  // a pasted or dropped image is attached too (text pastes as usual)
+  $("#prompt").addEventListener("paste", (e) => {
+    const files = [...(e.clipboardData ? e.clipboardData.files : [])];
+    if (files.length) { e.preventDefault(); addFiles(files); }
+  });
+  $("#composer").addEventListener("dragover", (e) => { if (e.dataTransfer.types.includes("Files")) e.preventDefault(); });
+  $("#composer").addEventListener("drop", (e) => {
+    if (!e.dataTransfer.files.length) return;
+    e.preventDefault();
+    addFiles(e.dataTransfer.files);
+  });
   let searchTimer = null;
   $("#session-search").addEventListener("input", (e) => {
     clearTimeout(searchTimer);
     searchTimer = setTimeout(() => { state.search = e.target.value.trim(); loadSessions(); }, 200);
   });
-  $("#agent-picker").addEventListener("change", () => { updateWelcome(); renderModelPicker($("#model-picker").value); checkSetup(); });
+  $("#agent-picker").addEventListener("change", () => { updateWelcome(); renderModelPicker($("#model-picker").value); checkSetup(); imagesFit(); });
   $("#model-picker").addEventListener("change", async () => {
     const value = $("#model-picker").value;
+    imagesFit();
     if (state.sessionId) {
       try { await api("PATCH", "/api/v1/sessions/" + encodeURIComponent(state.sessionId), { model: value }); } catch (e) { showBanner(e.message); }
     }
