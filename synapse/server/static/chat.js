@@ -659,8 +659,18 @@
   }
 
   $("#composer").addEventListener("submit", (e) => { e.preventDefault(); send(); });
+  // Enter sends, Shift+Enter is a new line; on a touch screen (no Shift) Enter is a new line
+  // and the Send button sends. Escape stops a reply that is streaming.
+  const touch = window.matchMedia("(pointer: coarse)").matches;
+  if (touch) $("#prompt").placeholder = "Message the agent";
   $("#prompt").addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing && !touch) { e.preventDefault(); send(); }
+  });
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && state.streaming && !e.defaultPrevented && !$("#side").classList.contains("open")) {
+      e.preventDefault();
+      state.streaming.controller.abort();
+    }
   });
   $("#prompt").addEventListener("input", autosize);
   $("#stop").addEventListener("click", () => { if (state.streaming) state.streaming.controller.abort(); });
@@ -698,6 +708,7 @@
   });
 
   async function init() {
+    const id = location.hash.slice(1);  // read now: a message sent before init ends sets it to its own session
     try {
       const [agents, settings] = await Promise.all([api("GET", "/api/v1/agents"), api("GET", "/api/settings/model")]);
       state.agents = agents.agents;
@@ -706,10 +717,9 @@
     renderAgentPicker(new URLSearchParams(location.search).get("agent"));
     const refill = (res) => { state.models = res; if (!state.streaming) renderModelPicker($("#model-picker").value); };
     try { state.models = await window.SynapseModels.load(refill); } catch (e) { state.models = { groups: [] }; }
-    renderModelPicker("");
+    renderModelPicker($("#model-picker").value);
     await loadSessions();
-    const id = location.hash.slice(1);
-    if (id) await openSession(id);
+    if (id && !state.streaming && !state.sessionId) await openSession(id);  // not over a reply already under way
     checkSetup();
     $("#prompt").focus();
   }
