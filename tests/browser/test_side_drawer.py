@@ -55,6 +55,15 @@ def test_the_chat_list_is_a_drawer_on_a_phone(page: Any, serve: ServeProcess, fa
     assert page.evaluate("document.querySelector('.topbar').inert && document.querySelector('.chat').inert")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "session-search"
+    # Tab goes round inside the drawer: past the last chat's Delete back to the close button, and back
+    stops = page.evaluate("[...document.querySelectorAll('#side button, #side input, #side a[href]')].length")
+    for _ in range(stops - 3):  # from the search box (the third stop) to the last one
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Delete Drawer chat one"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "side-close"
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Delete Drawer chat one"
     page.screenshot(path=str(screenshots / "chat-drawer-phone.png"))
     page.keyboard.press("Escape")
     page.wait_for_function("() => document.activeElement && document.activeElement.id === 'side-toggle'")

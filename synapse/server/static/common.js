@@ -108,7 +108,14 @@ window.Synapse = (function () {
     closer.addEventListener("click", () => close());
     backdrop.addEventListener("click", () => close());
     side.addEventListener("keydown", (e) => {
-      if (e.key === "Escape" && isOpen() && !e.defaultPrevented) { e.preventDefault(); close(); }
+      if (!isOpen() || e.defaultPrevented) return;
+      if (e.key === "Escape") { e.preventDefault(); close(); return; }
+      if (e.key !== "Tab") return;
+      // Tab goes round inside the open drawer (the page behind it is inert)
+      const stops = [...side.querySelectorAll("button, input, a[href]")].filter((n) => n.offsetParent !== null && !n.disabled);
+      const first = stops[0], last = stops[stops.length - 1];
+      if (e.shiftKey && document.activeElement === first) { e.preventDefault(); last.focus(); }
+      else if (!e.shiftKey && document.activeElement === last) { e.preventDefault(); first.focus(); }
     });
     narrow.addEventListener("change", () => close(true));  // wider again: the list is part of the page
     return (keepFocus) => close(keepFocus);
