@@ -39,8 +39,13 @@ async def test_long_tool_results_are_shortened_first_and_kept_whole_in_storage(u
     assert compacted[0].tokens_after < compacted[0].tokens_before
     sent = json.dumps(proto.fake.last.json())
     assert "shortened by Synapse" in sent and "line 399 of" not in sent
-    stored = SessionStore().messages(first.session_id)[2].message.content[0]
-    assert "line 399 of" in stored.content  # the original stays stored
+    rows = SessionStore().messages(first.session_id)
+    assert "line 399 of" in rows[2].message.content[0].content  # the original stays stored
+    # what was done is kept with the question, for the Chat page to say again after a reload
+    question = [r for r in rows if r.message.role == "user"][-1]
+    assert question.message.content[0].text == "And now?"
+    assert question.meta["compacted"] == {"tokens_before": compacted[0].tokens_before, "tokens_after": compacted[0].tokens_after,
+                                          "shortened_tool_results": 1, "summarised_messages": 0}
 
 
 async def test_older_turns_are_summarised_by_the_model_when_shortening_is_not_enough(use_proto: Any, configure: Any) -> None:
@@ -77,22 +82,6 @@ async def test_compaction_can_be_turned_off(use_proto: Any, configure: Any) -> N
     proto.fake.reply(proto.reply(text="ok"))
     events = await run(agent, "x " * 3000)
     assert not [e for e in events if isinstance(e, ev.Compacted)] and events[-1].type == "done"
-
-
-async def test_what_compaction_did_is_stored_with_the_question(use_proto: Any, configure: Any) -> None:
-    """The Chat page says it again after a reload: the event's numbers are in the user message's meta."""
-    proto: Proto = use_proto("openai")
-    agent = synapse.Agent(name="m", tools=[big])
-    proto.fake.reply(proto.reply(tool_calls=[FakeToolCall("c1", "big", {"n": 400})]), proto.reply(text="Read it."))
-    first = (await run(agent, "Read the file"))[-1]
-    configure(context_window=3000, reply_reserve_tokens=500)
-    proto.fake.reply(proto.reply(text="Sure."))
-    events = await run(agent, "And now?", session_id=first.session_id)
-    compacted = [e for e in events if isinstance(e, ev.Compacted)][0]
-    question = [r for r in SessionStore().messages(first.session_id) if r.message.role == "user"][-1]
-    assert question.message.content[0].text == "And now?"
-    assert question.meta["compacted"] == {"tokens_before": compacted.tokens_before, "tokens_after": compacted.tokens_after,
-                                          "shortened_tool_results": 1, "summarised_messages": 0}
 
 
 async def test_a_first_message_too_long_on_its_own_is_left_to_the_model(use_proto: Any, configure: Any) -> None:

@@ -11,25 +11,14 @@ from typing import Any
 import pytest
 
 from tests.browser.helpers import ApiClient, ServeProcess
+from tests.browser.test_chat_page import fake, serve_with  # noqa: F401  (the fake: a fixture)
 from tests.fakes.anthropic import AnthropicFake, AnthropicReply
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[AnthropicFake]:
-    server = AnthropicFake().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def serve(fake: AnthropicFake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    data = tmp_path_factory.mktemp("compact") / "data"
-    data.mkdir()
-    settings = {**fake.settings(), "model": "claude-sonnet-4-5", "context_window": 1000, "reply_reserve_tokens": 200}
-    (data / "settings.json").write_text(json.dumps(settings))
-    srv = ServeProcess(data).start()
-    yield srv
-    srv.stop()
+    yield from serve_with(tmp_path_factory, {**fake.settings(), "model": "claude-sonnet-4-5", "context_window": 1000,
+                                             "reply_reserve_tokens": 200})
 
 
 def test_a_compacted_turn_says_so_live_and_after_a_reload(page: Any, serve: ServeProcess, fake: AnthropicFake,

@@ -5,7 +5,6 @@ for a model known to read none (DeepSeek's fake, which fails on images like the 
 from __future__ import annotations
 
 import base64
-import json
 import struct
 import zlib
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.browser.helpers import ApiClient, ServeProcess
+from tests.browser.test_chat_page import serve_with
 from tests.fakes.anthropic import AnthropicFake, AnthropicReply
 from tests.fakes.openai import OpenAIFake
 
@@ -44,12 +44,7 @@ def fakes() -> Iterator[tuple[AnthropicFake, OpenAIFake]]:
 @pytest.fixture(scope="module")
 def serve(fakes: tuple[AnthropicFake, OpenAIFake], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     claude, deepseek = fakes
-    data = tmp_path_factory.mktemp("images") / "data"
-    data.mkdir()
-    (data / "settings.json").write_text(json.dumps({**claude.settings(), **deepseek.settings(), "model": "claude-sonnet-4-5"}))
-    srv = ServeProcess(data).start()
-    yield srv
-    srv.stop()
+    yield from serve_with(tmp_path_factory, {**claude.settings(), **deepseek.settings(), "model": "claude-sonnet-4-5"})
 
 
 @pytest.fixture

@@ -3,28 +3,20 @@ Enter is a new line and the Send button sends."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from tests.browser.helpers import ServeProcess
 from tests.browser.test_chat_page import chat, fake, posts, serve  # noqa: F401  (the same server set-up: fixtures)
+from tests.browser.test_chat_page import start_a_long_reply, stopped_within_a_second
 from tests.fakes.anthropic import AnthropicFake, AnthropicReply
 
 
 def test_escape_stops_a_streaming_reply(chat: Any, fake: AnthropicFake) -> None:  # noqa: F811
     page = chat
-    fake.reply(AnthropicReply(text="word " * 2000, event_delay=0.03))
-    page.fill("#prompt", "Talk for a long time")
-    page.keyboard.press("Enter")
-    page.wait_for_function("() => (document.querySelector('.reply .md') || {}).textContent?.split('word').length > 10")
+    start_a_long_reply(page, fake)
     assert page.locator("#stop").get_attribute("title") == "Stop the reply (Esc)"
     page.keyboard.press("Escape")
-    t0 = time.monotonic()
-    while not fake.aborted and time.monotonic() - t0 < 5:
-        time.sleep(0.02)
-    assert fake.aborted == 1 and time.monotonic() - t0 < 1.0
-    page.wait_for_selector(".meta-line .stopped")
-    assert page.locator("#send").is_visible()
+    stopped_within_a_second(page, fake)
     page.keyboard.press("Escape")  # nothing streaming: nothing happens
     assert page.locator(".meta-line .stopped").count() == 1
 
