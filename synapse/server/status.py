@@ -29,6 +29,7 @@ from ..errors import (
     UpstreamUnavailableError,
 )
 from ..providers.catalog import ProviderConfig, ProviderSpec
+from ..providers.vision import remember
 from ..types import ModelInfo
 
 __all__ = ["CHECK_TIMEOUT", "ProviderStatus", "StatusBoard", "is_configured", "known_models"]
@@ -252,8 +253,6 @@ class StatusBoard:
         try:
             adapter = self.factory(spec, settings)
             listed = await self._verify_and_list(adapter)
-            from ..providers.vision import remember
-
             remember(listed or [])  # what the list says about images, for the agent loop's check
             describe = getattr(adapter, "status_detail", None)  # Hugging Face: versions and device
             detail = await asyncio.to_thread(describe) if callable(describe) else ""

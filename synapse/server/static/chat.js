@@ -526,7 +526,8 @@
     turn.unsent = null;
     bubble.remove(); turn.root.remove();
     if (!$("#conversation").children.length) clearConversation();
-    if (!$("#prompt").value) { $("#prompt").value = text; autosize(); }
+    const typed = $("#prompt").value;  // typed since: kept after the message that comes back
+    $("#prompt").value = text + (typed ? "\n" + typed : ""); autosize();
     state.attachments = images.concat(state.attachments); renderAttachments();
     showBanner(message);
   }
