@@ -367,3 +367,6 @@ class ModelInfo:
     upstream_id: str
     label: str = ""
     embedding: bool = False
+    #: Whether the model reads images, as the provider's list says (Bedrock `inputModalities`,
+    #: OpenRouter `architecture.input_modalities`); None: the list does not say.
+    images: bool | None = None

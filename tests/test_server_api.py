@@ -186,9 +186,11 @@ def test_save_key_checks_in_background_and_lists_models(api: ApiClient, stubs: S
             "provider": "anthropic",
             "label": "Anthropic Claude",
             "models": [
-                # labelled from the catalog's "best for" notes (dated id matches its family)
-                {"id": "claude-sonnet-4-5-20250929", "label": "best balance of quality, speed and cost", "embedding": False},
-                {"id": "claude-opus-4-5", "label": "Claude Opus 4.5 — hardest reasoning and long agentic work", "embedding": False},
+                # labelled from the catalog's "best for" notes (dated id matches its family); every Claude reads images
+                {"id": "claude-sonnet-4-5-20250929", "label": "best balance of quality, speed and cost", "embedding": False,
+                 "images": True},
+                {"id": "claude-opus-4-5", "label": "Claude Opus 4.5 — hardest reasoning and long agentic work", "embedding": False,
+                 "images": True},
             ],
         }
     ]

@@ -49,7 +49,7 @@ _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 #: TurnError / SynapseError kind -> HTTP status.
 _STATUS = {
     "agent": 400, "agent_not_found": 404, "session_not_found": 404, "bad_request": 400, "context_too_long": 400,
-    "unknown_model": 400, "cost_limit": 400, "error": 400, "settings": 500, "key_model": 403,
+    "unknown_model": 400, "cost_limit": 400, "images_unsupported": 400, "error": 400, "settings": 500, "key_model": 403,
     "no_model": 503, "not_configured": 503, "authentication": 503, "permission": 503, "not_found": 503,
     "rate_limit": 503, "overloaded": 503, "unavailable": 503, "connection_failed": 503, "timeout": 503,
     "not_installed": 503,

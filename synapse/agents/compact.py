@@ -137,6 +137,8 @@ async def compact(
     if after <= budget:
         return shortened, Compacted(before, after, shortened_tool_results=count)
     history2, summarised = await _summarise(store, session_id, shortened, model, budget, settings, context)
+    if not count and not summarised:  # nothing older to shorten or summarise: the model judges the size
+        return history, None
     after = estimate_tokens([*history2, user], system, tools)
     return history2, Compacted(before, after, shortened_tool_results=count, summarised_messages=summarised)
 

@@ -42,6 +42,7 @@ from .events import (
     TurnDone,
     TurnError,
     TurnStart,
+    event_dict,
 )
 from .hooks import TurnContext, hooks, log
 from .sessions import SessionInfo, SessionStore, replay, title_for
@@ -177,6 +178,21 @@ def _check_model(model: str, cfg: Mapping[str, Any]) -> None:
     adapter_for(resolve(model, cfg).spec, cfg)
 
 
+def _images_refused(model: str, user: Message, history: Sequence[Message], cfg: Mapping[str, Any]) -> str:
+    """Why the turn cannot go to `model`: it is known to read no images and the turn has some
+    ("" when it may go; when nothing knows, the provider decides)."""
+    from ..providers.vision import takes_images
+
+    has = lambda m: any(p.type == "image" for p in m.content)  # noqa: E731
+    if not (has(user) or any(has(m) for m in history)) or takes_images(model, cfg) is not False:
+        return ""
+    if has(user):
+        return (f"{model} does not read images: remove the image, or choose a model that reads images "
+                "(e.g. a Claude model) for this message")
+    return (f"this chat has images in it and {model} does not read images: start a new chat, "
+            "or choose a model that reads images for this one")
+
+
 async def run_turn(
     spec: AgentSpec,
     tools: Mapping[str, FunctionTool],
@@ -213,6 +229,10 @@ async def run_turn(
         _check_model(name, cfg)
     except SynapseError as exc:
         yield TurnError(str(exc), exc.kind, known)
+        return
+    refused = _images_refused(name, user, history, cfg)
+    if refused:
+        yield TurnError(refused, "images_unsupported", known)
         return
     if api_key is not None and not api_key.allows(name):
         yield TurnError(f"the API key {api_key.name!r} may not use {name!r} (it allows {', '.join(api_key.models)})",
@@ -257,6 +277,8 @@ async def run_turn(
             yield TurnError(f"the conversation is too long and could not be summarised: {exc}", exc.kind, info.id)
             return
         if compacted is not None:
+            # kept with the user message, so the page can say so again after a reload
+            turn.meta["compacted"] = {k: v for k, v in event_dict(compacted).items() if k != "type"}
             yield compacted
 
     state = _State(info.id, next_seq, [(user, turn.meta)])

@@ -116,11 +116,46 @@ class AgentSpec:
         spec.max_total_cost_usd = _number(merged.get("max_total_cost_usd"), "max_total_cost_usd", 0.0, 1e6)
         spec.memory = _bool(merged.get("memory", False), "memory")
         spec.memory_tool = _bool(merged.get("memory_tool", False), "memory_tool")
-        extra = merged.get("extra") or {}
-        if not isinstance(extra, Mapping):
-            raise AgentError("extra must be a JSON object of provider request fields", "extra")
-        spec.extra = dict(extra)
+        spec.extra = _extra(merged.get("extra"))
         return spec
+
+
+#: Request fields Synapse builds from the agent and the session: `extra` replacing them would
+#: drop the conversation, the system prompt or the tools (merge_extra replaces a list whole).
+_OWN_FIELDS = {
+    "model": "the model is the agent's Model field",
+    "messages": "the conversation is the session's", "contents": "the conversation is the session's",
+    "input": "the conversation is the session's",
+    "system": "use the System prompt field", "systemInstruction": "use the System prompt field",
+    "instructions": "use the System prompt field",
+    "tools": "choose tools in the Tools section", "toolConfig": "choose tools in the Tools section",
+    "stream": "Synapse chooses streaming per call",
+}
+MAX_EXTRA = 20_000
+
+
+def _extra(value: Any) -> dict[str, Any]:
+    """Provider request fields: a JSON object, none of the fields Synapse fills itself."""
+    import json
+
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, Mapping):
+        kind = "a list" if isinstance(value, list) else type(value).__name__
+        raise AgentError(f'extra must be a JSON object of provider request fields such as {{"thinking": {{...}}}}, '
+                         f"not {kind}", "extra")
+    for key in value:
+        if not isinstance(key, str) or not key.strip():
+            raise AgentError("extra: every field needs a name", "extra")
+        if key in _OWN_FIELDS:
+            raise AgentError(f"extra cannot set {key!r}: {_OWN_FIELDS[key]}", "extra")
+    try:
+        size = len(json.dumps(value))
+    except (TypeError, ValueError):
+        raise AgentError("extra must hold JSON values only (text, numbers, true/false, null, lists, objects)", "extra") from None
+    if size > MAX_EXTRA:
+        raise AgentError(f"extra is too long ({size:,} characters of JSON, at most {MAX_EXTRA:,})", "extra")
+    return dict(value)
 
 
 def _name(value: Any) -> str:

@@ -106,13 +106,15 @@ class Adapter(abc.ABC):
 
     # --- helpers -----------------------------------------------------------------
 
-    def model_info(self, upstream_id: str, label: str = "", embedding: bool = False) -> ModelInfo:
+    def model_info(self, upstream_id: str, label: str = "", embedding: bool = False,
+                   images: bool | None = None) -> ModelInfo:
         return ModelInfo(
             id=self.spec.route_prefix + upstream_id,
             provider=self.spec.id,
             upstream_id=upstream_id,
             label=label,
             embedding=embedding,
+            images=images,
         )
 
     def key_rejected(self) -> str:

@@ -661,7 +661,9 @@ class BedrockAdapter(Adapter):
                 continue  # image / video generators cannot chat or embed
             if kinds and set(kinds) <= {"PROVISIONED"}:
                 continue  # only callable through provisioned throughput
-            out.append(self.model_info(model_id, m.get("modelName") or "", "EMBEDDING" in outputs))
+            inputs = m.get("inputModalities")
+            images = "IMAGE" in inputs if isinstance(inputs, list) and inputs else None
+            out.append(self.model_info(model_id, m.get("modelName") or "", "EMBEDDING" in outputs, images))
         return out
 
     async def list_models(self) -> list[ModelInfo]:
@@ -677,6 +679,7 @@ class BedrockAdapter(Adapter):
             raise profiles
         models = self._foundation_infos(summaries)
         embedding_ids = {m.upstream_id for m in models if m.embedding}
+        images = {m.upstream_id: m.images for m in models}
         for p in profiles:
             pid = p.get("inferenceProfileId")
             if not pid:
@@ -685,7 +688,9 @@ class BedrockAdapter(Adapter):
             upstream = p.get("inferenceProfileArn") or pid if p.get("type") == "APPLICATION" else pid
             arns = [str(x.get("modelArn", "")) for x in p.get("models") or () if isinstance(x, dict)]
             embedding = bool(arns) and all(a.rsplit("/", 1)[-1] in embedding_ids for a in arns)
-            models.append(self.model_info(upstream, p.get("inferenceProfileName") or "", embedding))
+            seen = {images.get(a.rsplit("/", 1)[-1]) for a in arns}
+            reads = seen.pop() if len(seen) == 1 else None  # the profile's models agree, or it is not known
+            models.append(self.model_info(upstream, p.get("inferenceProfileName") or "", embedding, reads))
         return models
 
     async def verify(self) -> list[ModelInfo]:

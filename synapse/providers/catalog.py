@@ -86,6 +86,9 @@ class ProviderSpec:
     embed_models_setting: str = ""
     #: Seed model table: (model id, "best for" note); labels and fallback for the selector.
     known_models: tuple[tuple[str, str], ...] = field(default=())
+    #: Whether every chat model of this provider reads images (providers/vision.py); None:
+    #: it depends on the model, and only a model list can say.
+    images: bool | None = None
 
     def configure(self, settings: Mapping[str, Any]) -> ProviderConfig:
         from .routing import bare_name_provider
@@ -160,6 +163,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
             ("claude-sonnet-4-5", "best balance of quality, speed and cost"),
             ("claude-haiku-4-5", "fast, cheap, high-volume tasks"),
         ),
+        images=True,  # every Claude model since Claude 3 reads images
     ),
     ProviderSpec(
         id="openai",
@@ -244,6 +248,8 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
             ("deepseek-chat", "cheap general chat and coding"),
             ("deepseek-reasoner", "step-by-step reasoning"),
         ),
+        # the API takes text only: an image part is a 400 "unknown variant `image_url`, expected `text`"
+        images=False,
     ),
     ProviderSpec(
         id="bedrock",

@@ -374,7 +374,8 @@ class OpenAIAdapter(Adapter):
                 if _NOT_CHAT.search(mid) or resolve(mid, None, "embed" if embedding else "chat").spec.id != self.spec.id:
                     continue
             label = item.get("display_name") or item.get("name") or "" if isinstance(item, dict) else ""
-            out.append(self.model_info(mid, label if isinstance(label, str) and label != mid else "", embedding))
+            out.append(self.model_info(mid, label if isinstance(label, str) and label != mid else "", embedding,
+                                       _reads_images(item)))
         return out
 
     # --- embeddings ---------------------------------------------------------------------------
@@ -545,14 +546,23 @@ def _mentions_stream_options(err: ProviderError) -> bool:
     return "stream_options" in text or "include_usage" in text
 
 
+def _reads_images(item: Any) -> bool | None:
+    """OpenRouter's list says what a model reads: `architecture.input_modalities` (reference §7.1)."""
+    arch = item.get("architecture") if isinstance(item, dict) else None
+    inputs = arch.get("input_modalities") if isinstance(arch, dict) else None
+    return "image" in inputs if isinstance(inputs, list) and inputs else None
+
+
 def _merge(first: list[ModelInfo], second: list[ModelInfo]) -> list[ModelInfo]:
-    seen: set[tuple[str, bool]] = set()
+    seen: dict[tuple[str, bool], ModelInfo] = {}
     out: list[ModelInfo] = []
     for m in (*first, *second):
         key = (m.upstream_id, m.embedding)
         if key not in seen:
-            seen.add(key)
+            seen[key] = m
             out.append(m)
+        elif seen[key].images is None:  # a configured name: what the list says about it
+            seen[key].images = m.images
     return out
 
 

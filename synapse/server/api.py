@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse
 from .. import settings as settings_mod
 from ..errors import SettingsError, SynapseError
 from ..providers.catalog import PROVIDERS, CardField, ProviderSpec
+from ..types import ModelInfo
 from .app import error
 from .auth import Session
 from .status import StatusBoard
@@ -394,12 +395,21 @@ async def list_models(request: Request) -> dict[str, Any]:
             {
                 "provider": spec.id,
                 "label": spec.label,
-                "models": [{"id": m.id, "label": m.label, "embedding": m.embedding} for m in models],
+                "models": [_model_view(spec, m) for m in models],
             }
         )
     model = s.get_str("model")
     return {"model": model, "model_warning": _model_problem(model, s, board), "groups": groups,
             "pending": board.pending()}
+
+
+def _model_view(spec: ProviderSpec, m: ModelInfo) -> dict[str, Any]:
+    """One model of the selector; `images` only when its list or its provider says (providers/vision.py)."""
+    view: dict[str, Any] = {"id": m.id, "label": m.label, "embedding": m.embedding}
+    images = m.images if m.images is not None else spec.images
+    if images is not None and not m.embedding:
+        view["images"] = images
+    return view
 
 
 def _model_problem(model: str, s: settings_mod.Settings, board: StatusBoard) -> str:

@@ -29,6 +29,7 @@ from ..errors import (
     UpstreamUnavailableError,
 )
 from ..providers.catalog import ProviderConfig, ProviderSpec
+from ..providers.vision import remember
 from ..types import ModelInfo
 
 __all__ = ["CHECK_TIMEOUT", "ProviderStatus", "StatusBoard", "is_configured", "known_models"]
@@ -252,6 +253,7 @@ class StatusBoard:
         try:
             adapter = self.factory(spec, settings)
             listed = await self._verify_and_list(adapter)
+            remember(listed or [])  # what the list says about images, for the agent loop's check
             describe = getattr(adapter, "status_detail", None)  # Hugging Face: versions and device
             detail = await asyncio.to_thread(describe) if callable(describe) else ""
             status = ProviderStatus("ok", models=_label(spec, config, list(listed or [])), checked_at=time.time(),
@@ -288,5 +290,6 @@ def _label(spec: ProviderSpec, config: ProviderConfig, listed: list[ModelInfo]) 
             label = note
         elif note and label and note not in label:
             label = f"{label} — {note}"
-        out.append(ModelInfo(id=m.id, provider=m.provider, upstream_id=m.upstream_id, label=label, embedding=m.embedding))
+        out.append(ModelInfo(id=m.id, provider=m.provider, upstream_id=m.upstream_id, label=label, embedding=m.embedding,
+                             images=m.images))
     return out

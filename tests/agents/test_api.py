@@ -256,3 +256,28 @@ def test_images_are_sent_to_the_model_and_counted_in_the_stored_history(server: 
     assert content[1]["type"] == "image" and content[1]["source"] == {"type": "base64", "media_type": "image/png", "data": png}
     first = program(srv, "GET", f"/api/v1/sessions/{r.json()['session_id']}").json()["messages"][0]
     assert first["images"] == 1 and "data" not in json.dumps(first)
+
+
+def test_images_for_a_model_known_to_read_none_are_refused_before_anything_is_sent(
+        server: Any, all_fakes: dict[str, Any], configure: Any) -> None:
+    import base64
+
+    srv, proto = server
+    deepseek = all_fakes["deepseek"]
+    deepseek.reset()
+    configure(**deepseek.settings())  # next to the Anthropic fake, the default
+    image = {"media_type": "image/png", "data": base64.b64encode(b"\x89PNG\r\n\x1a\nfake-image-bytes").decode()}
+    r = program(srv, "POST", "/api/v1/chat", {"message": "What is this?", "images": [image], "model": "deepseek-chat"})
+    assert r.status == 400, r
+    assert r.json() == {"detail": "deepseek-chat does not read images: remove the image, or choose a model that reads "
+                                  "images (e.g. a Claude model) for this message",
+                        "kind": "images_unsupported", "session_id": None}
+    assert deepseek.requests == [] and program(srv, "GET", "/api/v1/sessions").json()["sessions"] == []
+    # a chat that has an image already cannot go on with it either
+    first = program(srv, "POST", "/api/v1/chat", {"message": "What is this?", "images": [image]}).json()
+    r = program(srv, "POST", "/api/v1/chat", {"message": "And now?", "model": "deepseek-chat", "session_id": first["session_id"]})
+    assert r.status == 400 and r.json()["detail"].startswith("this chat has images in it and deepseek-chat does not read images")
+    assert deepseek.requests == []
+    # text only goes through
+    r = program(srv, "POST", "/api/v1/chat", {"message": "Hello", "model": "deepseek-chat"})
+    assert r.status == 200 and r.json()["model"] == "deepseek-chat"

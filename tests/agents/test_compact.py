@@ -39,8 +39,13 @@ async def test_long_tool_results_are_shortened_first_and_kept_whole_in_storage(u
     assert compacted[0].tokens_after < compacted[0].tokens_before
     sent = json.dumps(proto.fake.last.json())
     assert "shortened by Synapse" in sent and "line 399 of" not in sent
-    stored = SessionStore().messages(first.session_id)[2].message.content[0]
-    assert "line 399 of" in stored.content  # the original stays stored
+    rows = SessionStore().messages(first.session_id)
+    assert "line 399 of" in rows[2].message.content[0].content  # the original stays stored
+    # what was done is kept with the question, for the Chat page to say again after a reload
+    question = [r for r in rows if r.message.role == "user"][-1]
+    assert question.message.content[0].text == "And now?"
+    assert question.meta["compacted"] == {"tokens_before": compacted[0].tokens_before, "tokens_after": compacted[0].tokens_after,
+                                          "shortened_tool_results": 1, "summarised_messages": 0}
 
 
 async def test_older_turns_are_summarised_by_the_model_when_shortening_is_not_enough(use_proto: Any, configure: Any) -> None:
@@ -76,4 +81,13 @@ async def test_compaction_can_be_turned_off(use_proto: Any, configure: Any) -> N
     agent = synapse.Agent(name="o")
     proto.fake.reply(proto.reply(text="ok"))
     events = await run(agent, "x " * 3000)
+    assert not [e for e in events if isinstance(e, ev.Compacted)] and events[-1].type == "done"
+
+
+async def test_a_first_message_too_long_on_its_own_is_left_to_the_model(use_proto: Any, configure: Any) -> None:
+    """Nothing older to shorten or summarise: no "compacted" event that did nothing."""
+    proto: Proto = use_proto("openai")
+    configure(context_window=1000)
+    proto.fake.reply(proto.reply(text="ok"))
+    events = await run(synapse.Agent(name="one"), "x " * 3000)
     assert not [e for e in events if isinstance(e, ev.Compacted)] and events[-1].type == "done"

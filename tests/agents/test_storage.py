@@ -155,10 +155,24 @@ def test_agent_crud_names_are_unique_ignoring_case(synapse_env: Path) -> None:
     ({"name": "x", "response_cache": "fuzzy"}, "response_cache must be one of: off, exact, semantic"),
     ({"name": "x", "model": "two words"}, "no spaces"),
     ({"name": "x", "colour": "red"}, "agents have no field 'colour'"),
+    ({"name": "x", "extra": ["thinking"]}, "extra must be a JSON object of provider request fields such as"),
+    ({"name": "x", "extra": "thinking"}, "extra must be a JSON object"),
+    ({"name": "x", "extra": {"messages": []}}, "extra cannot set 'messages': the conversation is the session's"),
+    ({"name": "x", "extra": {"tools": []}}, "extra cannot set 'tools': choose tools in the Tools section"),
+    ({"name": "x", "extra": {"system": "hi"}}, "extra cannot set 'system': use the System prompt field"),
+    ({"name": "x", "extra": {"": 1}}, "extra: every field needs a name"),
+    ({"name": "x", "extra": {"pad": "x" * 20_001}}, "extra is too long .20,012 characters of JSON, at most 20,000"),
 ])
 def test_bad_agent_fields_get_a_message_that_says_what_to_fix(synapse_env: Path, data: dict[str, Any], message: str) -> None:
     with pytest.raises(AgentError, match=message.replace("(", r"\(")):
         AgentStore().create(data)
+
+
+def test_extra_provider_fields_are_kept_as_given(synapse_env: Path) -> None:
+    fields = {"thinking": {"type": "enabled", "budget_tokens": 2048}, "top_k": 5}
+    spec = AgentStore().create({"name": "Thinker", "extra": fields})
+    assert AgentStore().get("thinker").extra == fields and spec.extra == fields
+    assert AgentStore().update(spec.id, {"extra": None}).extra == {}
 
 
 def test_export_and_import_one_or_all(synapse_env: Path) -> None:

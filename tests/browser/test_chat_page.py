@@ -28,14 +28,19 @@ def fake() -> Iterator[AnthropicFake]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def serve(fake: AnthropicFake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+def serve_with(tmp_path_factory: pytest.TempPathFactory, settings: dict[str, Any]) -> Iterator[ServeProcess]:
+    """`synapse serve` on a fresh data folder with these settings (for a module's fixture)."""
     data = tmp_path_factory.mktemp("chat") / "data"
     data.mkdir()
-    (data / "settings.json").write_text(json.dumps({**fake.settings(), "model": "claude-sonnet-4-5"}))
+    (data / "settings.json").write_text(json.dumps(settings))
     srv = ServeProcess(data).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="module")
+def serve(fake: AnthropicFake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    yield from serve_with(tmp_path_factory, {**fake.settings(), "model": "claude-sonnet-4-5"})
 
 
 @pytest.fixture
@@ -123,18 +128,27 @@ def test_agent_with_its_own_model_streams_text_a_tool_block_and_the_cost(
     assert page.locator(".msg-assistant").nth(1).locator(".md").inner_text() == "Still 42, arr."
 
 
-def test_stop_closes_a_long_reply_within_a_second_and_keeps_it(chat: Any, fake: AnthropicFake, serve: ServeProcess) -> None:
-    page = chat
+def start_a_long_reply(page: Any, fake: AnthropicFake) -> None:
     fake.reply(AnthropicReply(text="word " * 2000, event_delay=0.03))
     send(page, "Talk for a long time")
     page.wait_for_function("() => (document.querySelector('.reply .md') || {}).textContent?.split('word').length > 10")
-    page.click("#stop")
+
+
+def stopped_within_a_second(page: Any, fake: AnthropicFake) -> None:
+    """After Stop: the upstream stream closed within a second, the reply marked stopped, Send back."""
     t0 = time.monotonic()
     while not fake.aborted and time.monotonic() - t0 < 5:
         time.sleep(0.02)
     assert fake.aborted == 1 and time.monotonic() - t0 < 1.0
     page.wait_for_selector(".meta-line .stopped")
     assert page.locator("#send").is_visible()
+
+
+def test_stop_closes_a_long_reply_within_a_second_and_keeps_it(chat: Any, fake: AnthropicFake, serve: ServeProcess) -> None:
+    page = chat
+    start_a_long_reply(page, fake)
+    page.click("#stop")
+    stopped_within_a_second(page, fake)
     session = page.evaluate("location.hash.slice(1)")
     stored = ApiClient(serve.url).get(f"/api/v1/sessions/{session}").json()["messages"][-1]
     assert stored["meta"]["stopped"] is True and stored["text"].startswith("word word")

@@ -25,7 +25,8 @@ What each flavour reproduces (reference provider-protocols.md §3, §5, §7, §8
 * xai: a bad key is HTTP 400 `{"code": "...", "error": "<string>"}`; `reasoning_content`.
 * deepseek: blank lines before non-streaming JSON, `: keep-alive` comments, both
   `content` and `reasoning_content` on every delta, usage on the finish chunk (no usage
-  chunk), `prompt_cache_hit/miss_tokens`, 400 "Model Not Exist", no `/embeddings`.
+  chunk), `prompt_cache_hit/miss_tokens`, 400 "Model Not Exist", no `/embeddings`, text
+  only: an `image_url` part is a 400 "unknown variant `image_url`, expected `text`".
 * together: `/models` is a bare JSON array with `type`; context too long is HTTP 403;
   usage on the finish chunk.
 * openrouter: `: OPENROUTER PROCESSING` comments, no `usage` key until the usage chunk,
@@ -106,6 +107,8 @@ _EMBED_MODELS = {
     "mistral": ["mistral-embed"],
     "groq": [],
 }
+#: Models whose list entry says they read images (OpenRouter's `architecture`); tests may change it.
+_VISION_MODELS = {"openrouter": {"openai/gpt-4o-mini", "anthropic/claude-sonnet-4.5"}}
 _O_SERIES = re.compile(r"^o[134](?:-|$)")
 _DEFAULT_STREAM_ERROR = {
     "error": {
@@ -155,6 +158,7 @@ class OpenAIFake(ResponsesRoutes, FakeServer):
         self.any_model = flavour == "local" and models is None
         self.reject_stream_options = reject_stream_options
         self.context_window = 128_000
+        self.vision_models: set[str] = set(_VISION_MODELS.get(flavour, ()))
         self.write_mode = "normal"
         self.stream_error: dict[str, Any] = dict(_DEFAULT_STREAM_ERROR)
         self._ids = 0
@@ -338,6 +342,15 @@ class OpenAIFake(ResponsesRoutes, FakeServer):
                 continue
             if pending:
                 return self._unanswered(pending, i)
+            content = m.get("content")
+            if f == "deepseek" and isinstance(content, list) and any(
+                    isinstance(p, dict) and p.get("type") == "image_url" for p in content):
+                # DeepSeek's API takes text only; its deserializer names the part (recorded 400 body, §7.3)
+                raw = json.dumps(body, separators=(",", ":"))
+                column = raw.find('"image_url"') + len('"image_url"') + 1
+                return self._error(400, f"Failed to deserialize the JSON body into the target type: messages[{i}]: "
+                                   f"unknown variant `image_url`, expected `text` at line 1 column {column}",
+                                   code="invalid_request_error")
             if role == "assistant":
                 if f == "deepseek" and model == "deepseek-reasoner" and m.get("tool_calls") and not m.get("reasoning_content"):
                     # Thinking mode with tools (V3.2+): the tool-call turn's reasoning must come back (§7.3).
@@ -562,8 +575,12 @@ class OpenAIFake(ResponsesRoutes, FakeServer):
             return self._json(200, items)
         owner = {"openai": "system", "xai": "xai", "deepseek": "deepseek", "local": "organization_owner"}.get(self.flavour, "")
         data = [{"id": m, "object": "model", "created": created, "owned_by": owner} for m in self.models + self.embed_models]
-        if self.flavour == "openrouter":
-            data = [{"id": m, "canonical_slug": m, "name": m, "created": created, "context_length": 128000} for m in self.models]
+        if self.flavour == "openrouter":  # what each model reads: `architecture.input_modalities` (§7.1)
+            data = [{"id": m, "canonical_slug": m, "name": m, "created": created, "context_length": 128000,
+                     "architecture": {"modality": "text+image->text" if m in self.vision_models else "text->text",
+                                      "input_modalities": ["text", "image"] if m in self.vision_models else ["text"],
+                                      "output_modalities": ["text"], "tokenizer": "Other", "instruct_type": None}}
+                    for m in self.models]
         return self._json(200, {"object": "list", "data": data})
 
     async def _key(self, request: web.Request) -> web.Response:

@@ -1,8 +1,38 @@
 // The Agents page: the list on the left, the selected agent's form on the right, over /api/v1/agents.
 "use strict";
 (function () {
-  const { $, el, api, showBanner } = window.Synapse;
+  const { $, el, api, showBanner, drawer } = window.Synapse;
   const state = { agents: [], tools: [], models: null, current: null, dirty: false };
+  const DEFAULT_MODEL = "(default) — the default model from Settings";
+
+  class FieldError extends Error {
+    constructor(field, message) { super(message); this.field = field; }
+  }
+
+  // "line 3, column 5" for a position in `text`, from the browser's JSON.parse message.
+  function where(text, message) {
+    const m = /position (\d+)/.exec(message);
+    if (!m) return "";
+    const before = text.slice(0, Number(m[1])).split("\n");
+    return " at line " + before.length + ", column " + (before[before.length - 1].length + 1);
+  }
+
+  // The Advanced section: provider request fields as a JSON object ("" -> none).
+  function extraFromForm() {
+    const text = $("#f-extra").value;
+    if (!text.trim()) return {};
+    let value;
+    try { value = JSON.parse(text); } catch (e) {
+      const why = String(e.message).replace(/^JSON\.parse: /, "").replace(/ in JSON at position \d+.*$/, "").replace(/ \(line \d+ column \d+\)$/, "");
+      throw new FieldError("extra", "Provider request fields are not valid JSON" + where(text, e.message) + ": " + why +
+        '. Write an object such as {"thinking": {"type": "enabled", "budget_tokens": 2048}}.');
+    }
+    if (value === null || typeof value !== "object" || Array.isArray(value)) {
+      const kind = Array.isArray(value) ? "a list" : value === null ? "null" : typeof value;
+      throw new FieldError("extra", 'Provider request fields must be a JSON object ({"field": value, …}), not ' + kind + ".");
+    }
+    return value;
+  }
 
   function agentFromForm() {
     const num = (id) => { const v = $(id).value.trim(); return v === "" ? null : Number(v); };
@@ -18,6 +48,7 @@
       response_cache: $("#f-cache").value,
       memory: $("#f-memory").checked,
       memory_tool: $("#f-memory-tool").checked,
+      extra: extraFromForm(),
     };
   }
 
@@ -31,6 +62,8 @@
     if (slot) {
       slot.textContent = message;
       const input = document.querySelector('[name="' + field + '"]');
+      const fold = slot.closest("details");
+      if (fold) fold.open = true;  // an error in the Advanced section is not hidden in it
       if (input) { input.setAttribute("aria-invalid", "true"); input.focus(); }
     } else {
       showBanner(message);
@@ -61,7 +94,7 @@
     $("#f-description").value = a.description || "";
     $("#f-system").value = a.system_prompt || "";
     const model = a.model && a.model !== "(default)" ? a.model : "";
-    window.SynapseModels.fill($("#f-model"), state.models || { groups: [] }, "(default) — the default model from Settings", model);
+    window.SynapseModels.fill($("#f-model"), state.models || { groups: [] }, DEFAULT_MODEL, model);
     renderTools(a.tools || []);
     $("#f-max-turns").value = a.max_turns ?? 30;
     $("#f-temperature").value = a.temperature ?? "";
@@ -69,6 +102,9 @@
     $("#f-cache").value = a.response_cache || "off";
     $("#f-memory").checked = !!a.memory;
     $("#f-memory-tool").checked = !!a.memory_tool;
+    const extra = a.extra && Object.keys(a.extra).length ? a.extra : null;
+    $("#f-extra").value = extra ? JSON.stringify(extra, null, 2) : "";
+    $("#advanced").open = !!extra;  // an agent with provider fields shows them
     for (const id of ["#duplicate", "#export-one", "#delete", "#chat-with"]) $(id).hidden = isNew;
     resetDelete();
     $("#form-msg").textContent = "";
@@ -85,7 +121,7 @@
       const link = el("a", { class: "side-link", href: "#" + a.id },
         el("span", { class: "t", text: a.name }),
         el("span", { class: "s", text: (a.model === "(default)" ? "default model" : a.model) + " · " + (a.tools.length ? a.tools.join(", ") : "no tools") }));
-      link.addEventListener("click", (e) => { e.preventDefault(); select(a.id); });
+      link.addEventListener("click", (e) => { e.preventDefault(); closeSide(); select(a.id); });
       li.append(link);
       list.append(li);
     }
@@ -93,7 +129,14 @@
 
   function select(id) {
     const a = state.agents.find((x) => x.id === id);
-    if (a) fillForm(a);
+    if (a && (!state.current || a.id !== state.current.id) && leaveOk()) fillForm(a);
+  }
+
+  // Edits not saved yet are not dropped without asking.
+  function leaveOk() {
+    if (!state.dirty) return true;
+    const name = state.current && state.current.id ? state.current.name : "the new agent";
+    return confirm("Your changes to " + name + " are not saved. Discard them?");
   }
 
   async function reload(selectId) {
@@ -107,7 +150,11 @@
   async function save(e) {
     e.preventDefault();
     clearErrors();
-    const body = agentFromForm();
+    let body;
+    try { body = agentFromForm(); } catch (err) {
+      if (err instanceof FieldError) { showFieldError(err.field, err.message); return; }
+      throw err;
+    }
     const a = state.current;
     try {
       const saved = a && a.id ? await api("PUT", "/api/v1/agents/" + encodeURIComponent(a.id), body)
@@ -169,9 +216,12 @@
     }
   }
 
+  const closeSide = drawer($("#side"), $("#side-toggle"), $("#side-close"));
   $("#agent-form").addEventListener("submit", save);
   $("#agent-form").addEventListener("input", () => { state.dirty = true; $("#form-msg").textContent = ""; });
   $("#new-agent").addEventListener("click", () => {
+    closeSide(true);
+    if (!leaveOk()) return;
     history.replaceState(null, "", location.pathname);
     fillForm({ name: "", tools: ["current_time", "calculator"], max_turns: 30, response_cache: "off" });
     for (const li of document.querySelectorAll(".side-item")) li.classList.remove("current");
@@ -179,6 +229,7 @@
   });
   $("#delete").addEventListener("click", remove);
   $("#duplicate").addEventListener("click", async () => {
+    if (!leaveOk()) return;
     try {
       const copy = await api("POST", "/api/v1/agents/" + encodeURIComponent(state.current.id) + "/duplicate");
       await reload(copy.id);
@@ -190,13 +241,20 @@
     download("agent-" + state.current.name.replace(/[^\w.-]+/g, "_") + ".json", data);
   });
   $("#export-all").addEventListener("click", async () => download("synapse-agents.json", await api("GET", "/api/v1/agents/export")));
+  $("#import").addEventListener("click", () => $("#import-file").click());
   $("#import-file").addEventListener("change", (e) => { if (e.target.files[0]) importFile(e.target.files[0]); e.target.value = ""; });
-  $("#chat-with").addEventListener("click", () => { location.href = "/chat?agent=" + encodeURIComponent(state.current.id); });
+  window.addEventListener("beforeunload", (e) => { if (state.dirty) { e.preventDefault(); e.returnValue = ""; } });
+  $("#chat-with").addEventListener("click", () => {
+    if (!leaveOk()) return;
+    state.dirty = false;  // asked already: no second question from the browser
+    location.href = "/chat?agent=" + encodeURIComponent(state.current.id);
+  });
 
   async function init() {
     try {
       state.tools = (await api("GET", "/api/v1/tools")).tools;
-      try { state.models = await window.SynapseModels.load(); } catch (e) { state.models = { groups: [] }; }
+      const refill = (res) => { state.models = res; window.SynapseModels.fill($("#f-model"), res, DEFAULT_MODEL, $("#f-model").value); };
+      try { state.models = await window.SynapseModels.load(refill); } catch (e) { state.models = { groups: [] }; }
       await reload();
     } catch (err) { showBanner(err.message); }
   }

@@ -4,7 +4,7 @@
 // Markdown through SynapseMarkdown (sanitised, as DOM nodes).
 "use strict";
 (function () {
-  const { $, el, api, showBanner, ago } = window.Synapse;
+  const { $, el, api, showBanner, ago, drawer } = window.Synapse;
   const md = window.SynapseMarkdown;
   let csrf = document.querySelector('meta[name="csrf-token"]').content;
 
@@ -24,6 +24,11 @@
   function scrollDown(force) {
     const c = $("#conversation");
     if (force || c.scrollHeight - c.scrollTop - c.clientHeight < 160) c.scrollTop = c.scrollHeight;
+  }
+  // The conversation's title; a long one is cut on screen, so the whole of it is the tooltip.
+  function setTitle(title) {
+    $("#chat-title").textContent = title || "New chat";
+    $("#chat-title").title = title || "";
   }
   function agentById(id) { return state.agents.find((a) => a.id === id) || null; }
   function currentAgent() { return agentById($("#agent-picker").value) || state.agents[0] || null; }
@@ -71,6 +76,7 @@
     const agent = currentAgent();
     const own = agent && agent.model && agent.model !== "(default)" ? agent.model : (state.defaultModel || "default model");
     if (state.models) window.SynapseModels.fill($("#model-picker"), state.models, "Agent's model (" + own + ")", value || "");
+    imagesFit();
   }
 
   function updateWelcome() {
@@ -96,7 +102,12 @@
     const link = el("a", { class: "side-link", href: "#" + s.id },
       el("span", { class: "t", text: s.title || "New chat" }),
       el("span", { class: "s", text: s.agent + " · " + ago(s.updated_at) + (s.cost_usd ? " · " + money(s.cost_usd) : "") }));
-    link.addEventListener("click", (e) => { e.preventDefault(); if (!state.streaming) openSession(s.id); });
+    link.addEventListener("click", (e) => {
+      e.preventDefault();
+      if (state.streaming) { showBanner("Wait for the reply to finish (or press Stop) before opening another chat."); return; }
+      closeSide(true);
+      openSession(s.id);
+    });
     const rename = el("button", { type: "button", class: "icon-btn", title: "Rename", "aria-label": "Rename " + (s.title || "chat"), text: "✎" });
     rename.addEventListener("click", () => startRename(li, s));
     const del = el("button", { type: "button", class: "icon-btn danger", title: "Delete", "aria-label": "Delete " + (s.title || "chat"), text: "×" });
@@ -123,13 +134,13 @@
       if (done) return; done = true;
       if (save && input.value.trim() && input.value.trim() !== s.title) {
         try { await api("PATCH", "/api/v1/sessions/" + encodeURIComponent(s.id), { title: input.value }); } catch (e) { showBanner(e.message); }
-        if (s.id === state.sessionId) $("#chat-title").textContent = input.value.trim();
+        if (s.id === state.sessionId) setTitle(input.value.trim());
       }
       loadSessions();
     }
     input.addEventListener("keydown", (e) => {
       if (e.key === "Enter") { e.preventDefault(); finish(true); }
-      if (e.key === "Escape") finish(false);
+      if (e.key === "Escape") { e.preventDefault(); finish(false); }  // not the drawer's Escape
     });
     input.addEventListener("blur", () => finish(true));
   }
@@ -325,8 +336,17 @@
     return d;
   }
 
-  function eventNote(text) {
-    $("#conversation").append(el("div", { class: "event-note" }, el("span", { text: text })));
+  function eventNote(text, cls) {
+    $("#conversation").append(el("div", { class: "event-note" + (cls ? " " + cls : ""), role: "note" }, el("span", { text: text })));
+  }
+
+  // What auto-compaction did to fit the conversation into the model's context window.
+  function compactedText(c) {
+    const done = [];
+    if (c.shortened_tool_results) done.push(c.shortened_tool_results + " old tool result" + (c.shortened_tool_results > 1 ? "s" : "") + " shortened");
+    if (c.summarised_messages) done.push(c.summarised_messages + " older message" + (c.summarised_messages > 1 ? "s" : "") + " summarised");
+    return "Conversation compacted to fit the model's context window: " + (done.join(", ") || "shortened") +
+      " (" + fmt(c.tokens_before) + " → " + fmt(c.tokens_after) + " tokens). The originals are kept.";
   }
 
   function renderStored(session) {
@@ -335,13 +355,17 @@
     for (const m of session.messages) for (const r of m.tool_results) results[r.tool_call_id] = r;
     let turn = null;
     let memory = null;  // stored with the user message, shown under the reply to it
+    let summary = false;  // a summary row: said with the next question (its meta has the details)
     for (const m of session.messages) {
-      if (m.kind === "summary") { eventNote("Earlier messages were summarised to fit the model's context window (the originals are kept)."); continue; }
+      if (m.kind === "summary") { summary = true; continue; }
       if (m.role === "user") {
         if (m.text || m.images) {
           if (turn) { turn.meta(turn.flags); turn = null; }
           userBubble(m.text, [], m.images ? m.images + " image" + (m.images > 1 ? "s" : "") + " attached" : "");
           memory = m.meta && m.meta.memory ? m.meta.memory : null;
+          if (m.meta && m.meta.compacted) eventNote(compactedText(m.meta.compacted), "compacted");
+          else if (summary) eventNote("Earlier messages were summarised to fit the model's context window. The originals are kept.", "compacted");
+          summary = false;
         }
         continue;
       }
@@ -382,7 +406,7 @@
     state.sessionId = s.id;
     state.sessionModel = s.model || "";
     if (location.hash !== "#" + s.id) history.replaceState(null, "", "#" + s.id);
-    $("#chat-title").textContent = s.title || "New chat";
+    setTitle(s.title);
     if (s.agent_id && agentById(s.agent_id)) $("#agent-picker").value = s.agent_id;
     renderModelPicker(state.sessionModel);
     showTotals(s);
@@ -395,7 +419,7 @@
     if (state.streaming) return;
     state.sessionId = null; state.sessionModel = "";
     history.replaceState(null, "", location.pathname);
-    $("#chat-title").textContent = "New chat";
+    setTitle("");
     $("#chat-totals").textContent = "";
     renderModelPicker("");
     clearConversation();
@@ -437,11 +461,13 @@
     const model = $("#model-picker").value;
     if (model) body.model = model;
     if (images.length) body.images = images.map((i) => ({ media_type: i.type, data: i.data }));
+    if (images.length && !imagesFit()) { $("#model-picker").focus(); return; }  // the note says why
     $("#prompt").value = ""; autosize();
     state.attachments = []; renderAttachments();
     showBanner("");
-    userBubble(text, images.map((i) => i.url));
+    const bubble = userBubble(text, images.map((i) => i.url));
     const turn = new Turn(agent ? agent.name : "Assistant", agent ? agent.id : null);
+    turn.unsent = { bubble, text, images };  // until `start`: what goes back if the turn is refused
     const controller = new AbortController();
     const mine = { controller, turn };
     state.streaming = mine;
@@ -452,7 +478,7 @@
       const res = await post("/api/v1/chat/stream", body, controller.signal);
       if (!res.ok) {
         const data = await res.json().catch(() => ({}));
-        turn.error(data.detail || data.error || ("HTTP " + res.status));
+        giveBack(turn, data.detail || data.error || ("HTTP " + res.status));
         ended = true;
         return;
       }
@@ -493,6 +519,19 @@
     }
   }
 
+  // A turn refused before it started (nothing was stored or sent): the message goes back
+  // into the composer, with its images, and the reason is shown.
+  function giveBack(turn, message) {
+    const { bubble, text, images } = turn.unsent;
+    turn.unsent = null;
+    bubble.remove(); turn.root.remove();
+    if (!$("#conversation").children.length) clearConversation();
+    const typed = $("#prompt").value;  // typed since: kept after the message that comes back
+    $("#prompt").value = text + (typed ? "\n" + typed : ""); autosize();
+    state.attachments = images.concat(state.attachments); renderAttachments();
+    showBanner(message);
+  }
+
   // The turn `mine` no longer holds the composer (its reply ended, or its stream did).
   function release(mine) {
     if (state.streaming !== mine) return;
@@ -510,20 +549,17 @@
   function onEvent(turn, e, model) {
     switch (e.type) {
       case "start":
+        turn.unsent = null;
         if (state.sessionId !== e.session_id) {
           state.sessionId = e.session_id;
           history.replaceState(null, "", "#" + e.session_id);
-          $("#chat-title").textContent = e.title || "New chat";
+          setTitle(e.title);
           if (model) api("PATCH", "/api/v1/sessions/" + encodeURIComponent(e.session_id), { model }).catch(() => {});
         }
         return false;
       case "compacted":
-        eventNote("The conversation was too long for the model: " +
-          (e.shortened_tool_results ? e.shortened_tool_results + " old tool result(s) shortened" : "") +
-          (e.shortened_tool_results && e.summarised_messages ? ", " : "") +
-          (e.summarised_messages ? e.summarised_messages + " older message(s) summarised" : "") +
-          " (" + fmt(e.tokens_before) + " → " + fmt(e.tokens_after) + " tokens; the originals are kept).");
-        $("#conversation").append(turn.root);
+        eventNote(compactedText(e), "compacted");
+        $("#conversation").append(turn.root);  // the note goes between the question and the reply
         return false;
       case "reasoning": turn.addThinking(e.round, e.text); return false;
       case "text": turn.addText(e.round, e.text); return false;
@@ -544,6 +580,7 @@
         if (state.sessionId) refreshSessionBits();
         return false;
       case "error":
+        if (turn.unsent) { giveBack(turn, e.message); return true; }
         turn.finishText();
         turn.error(e.message);
         if (e.usage) turn.meta({});
@@ -555,21 +592,53 @@
 
   // --- attachments ----------------------------------------------------------------------------
 
+  const MAX_IMAGES = 8;  // what POST /api/v1/chat takes
+
   function renderAttachments() {
     const box = $("#attachments");
     box.textContent = "";
     box.hidden = !state.attachments.length;
     state.attachments.forEach((a, i) => {
-      const rm = el("button", { type: "button", "aria-label": "Remove image", text: "✕" });
-      rm.addEventListener("click", () => { state.attachments.splice(i, 1); renderAttachments(); });
+      const rm = el("button", { type: "button", "aria-label": "Remove image " + a.name, title: "Remove " + a.name, text: "✕" });
+      rm.addEventListener("click", () => { state.attachments.splice(i, 1); renderAttachments(); $("#prompt").focus(); });
       box.append(el("div", { class: "attachment" }, el("img", { src: a.url, alt: a.name }), rm));
     });
+    imagesFit();
+  }
+
+  // The model this message goes to: the picker (this chat's override), else the agent's, else the default.
+  function chosenModel() {
+    const agent = currentAgent();
+    const own = agent && agent.model && agent.model !== "(default)" ? agent.model : "";
+    return $("#model-picker").value || own || state.defaultModel;
+  }
+
+  // What the model lists say about `model` reading images: true, false, or undefined (nobody says).
+  function readsImages(model) {
+    for (const g of (state.models && state.models.groups) || []) {
+      for (const m of g.models) if (m.id === model) return m.images;
+    }
+    return undefined;
+  }
+
+  // False (and the note under the composer says why) when images are attached for a model known to read none.
+  function imagesFit() {
+    const note = $("#attach-note");
+    const model = chosenModel();
+    const refuse = state.attachments.length > 0 && readsImages(model) === false;
+    note.textContent = refuse ? model + " does not read images. Choose a model that does in Model above, or remove the image" +
+      (state.attachments.length > 1 ? "s" : "") + "." : "";
+    note.hidden = !refuse;
+    return !refuse;
   }
 
   function addFiles(files) {
+    let room = MAX_IMAGES - state.attachments.length;
     for (const f of files) {
+      if (room <= 0) { showBanner("At most " + MAX_IMAGES + " images go with one message: " + f.name + " was left out."); continue; }
       if (!/^image\/(png|jpeg|gif|webp)$/.test(f.type)) { showBanner(f.name + ": only PNG, JPEG, GIF and WebP images can be attached"); continue; }
-      if (f.size > 10 * 1024 * 1024) { showBanner(f.name + " is larger than 10 MB"); continue; }
+      if (f.size > 10 * 1024 * 1024) { showBanner(f.name + " is larger than 10 MB: attach a smaller image"); continue; }
+      room -= 1;
       const reader = new FileReader();
       reader.onload = () => {
         const url = String(reader.result);
@@ -582,6 +651,8 @@
 
   // --- wiring -----------------------------------------------------------------------------------
 
+  const closeSide = drawer($("#side"), $("#side-toggle"), $("#side-close"));
+
   function autosize() {
     const t = $("#prompt");
     t.style.height = "auto";
@@ -589,21 +660,44 @@
   }
 
   $("#composer").addEventListener("submit", (e) => { e.preventDefault(); send(); });
+  // Enter sends, Shift+Enter is a new line; on a touch screen (no Shift) Enter is a new line
+  // and the Send button sends. Escape stops a reply that is streaming.
+  const touch = window.matchMedia("(pointer: coarse)").matches;
+  if (touch) $("#prompt").placeholder = "Message the agent";
   $("#prompt").addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing && !touch) { e.preventDefault(); send(); }
+  });
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && state.streaming && !e.defaultPrevented && !$("#side").classList.contains("open")) {
+      e.preventDefault();
+      state.streaming.controller.abort();
+    }
   });
   $("#prompt").addEventListener("input", autosize);
   $("#stop").addEventListener("click", () => { if (state.streaming) state.streaming.controller.abort(); });
-  $("#new-chat").addEventListener("click", newChat);
+  $("#new-chat").addEventListener("click", () => { closeSide(true); newChat(); });
+  $("#attach-btn").addEventListener("click", () => $("#attach").click());
   $("#attach").addEventListener("change", (e) => { addFiles(e.target.files); e.target.value = ""; });
+  // a pasted or dropped image is attached too (text pastes as usual)
+  $("#prompt").addEventListener("paste", (e) => {
+    const files = [...(e.clipboardData ? e.clipboardData.files : [])];
+    if (files.length) { e.preventDefault(); addFiles(files); }
+  });
+  $("#composer").addEventListener("dragover", (e) => { if (e.dataTransfer.types.includes("Files")) e.preventDefault(); });
+  $("#composer").addEventListener("drop", (e) => {
+    if (!e.dataTransfer.files.length) return;
+    e.preventDefault();
+    addFiles(e.dataTransfer.files);
+  });
   let searchTimer = null;
   $("#session-search").addEventListener("input", (e) => {
     clearTimeout(searchTimer);
     searchTimer = setTimeout(() => { state.search = e.target.value.trim(); loadSessions(); }, 200);
   });
-  $("#agent-picker").addEventListener("change", () => { updateWelcome(); renderModelPicker($("#model-picker").value); checkSetup(); });
+  $("#agent-picker").addEventListener("change", () => { updateWelcome(); renderModelPicker($("#model-picker").value); checkSetup(); imagesFit(); });
   $("#model-picker").addEventListener("change", async () => {
     const value = $("#model-picker").value;
+    imagesFit();
     if (state.sessionId) {
       try { await api("PATCH", "/api/v1/sessions/" + encodeURIComponent(state.sessionId), { model: value }); } catch (e) { showBanner(e.message); }
     }
@@ -615,17 +709,18 @@
   });
 
   async function init() {
+    const id = location.hash.slice(1);  // read now: a message sent before init ends sets it to its own session
     try {
       const [agents, settings] = await Promise.all([api("GET", "/api/v1/agents"), api("GET", "/api/settings/model")]);
       state.agents = agents.agents;
       state.defaultModel = settings.model || "";
     } catch (e) { showBanner(e.message); return; }
     renderAgentPicker(new URLSearchParams(location.search).get("agent"));
-    try { state.models = await window.SynapseModels.load(); } catch (e) { state.models = { groups: [] }; }
-    renderModelPicker("");
+    const refill = (res) => { state.models = res; if (!state.streaming) renderModelPicker($("#model-picker").value); };
+    try { state.models = await window.SynapseModels.load(refill); } catch (e) { state.models = { groups: [] }; }
+    renderModelPicker($("#model-picker").value);
     await loadSessions();
-    const id = location.hash.slice(1);
-    if (id) await openSession(id);
+    if (id && !state.streaming && !state.sessionId) await openSession(id);  // not over a reply already under way
     checkSetup();
     $("#prompt").focus();
   }

@@ -76,5 +76,50 @@ window.Synapse = (function () {
     });
   }
 
-  return { $, el, api, showBanner, ago };
+  // The side list of the Chat and Agents pages as a drawer on a narrow screen (workspace.css
+  // hides it there): `toggle` opens it over the page, the rest of the page is inert while it
+  // is open, Escape / the close button / a tap outside close it and focus returns to `toggle`.
+  // Returns close(), for the pages to call once something in the list was chosen.
+  function drawer(side, toggle, closer) {
+    const narrow = window.matchMedia("(max-width: 860px)");
+    const backdrop = el("div", { class: "side-backdrop", hidden: true });
+    side.after(backdrop);
+    const others = () => [...document.body.children].filter((n) => !n.contains(side) && n !== backdrop)
+      .concat([...side.parentElement.children].filter((n) => n !== side && n !== backdrop));
+    const isOpen = () => side.classList.contains("open");
+    function open() {
+      side.classList.add("open");
+      backdrop.hidden = false;
+      toggle.setAttribute("aria-expanded", "true");
+      for (const n of others()) n.inert = true;
+      const first = side.querySelector(".side-head button, .side-head input");  // New chat / New agent
+      (first || closer).focus();
+    }
+    function close(keepFocus) {
+      if (!isOpen()) return;
+      side.classList.remove("open");
+      backdrop.hidden = true;
+      toggle.setAttribute("aria-expanded", "false");
+      for (const n of others()) n.inert = false;
+      if (!keepFocus && narrow.matches) toggle.focus();
+    }
+    toggle.setAttribute("aria-expanded", "false");
+    toggle.addEventListener("click", () => (isOpen() ? close() : open()));
+    closer.addEventListener("click", () => close());
+    backdrop.addEventListener("click", () => close());
+    side.addEventListener("keydown", (e) => {
+      if (!isOpen() || e.defaultPrevented) return;
+      if (e.key === "Escape") { e.preventDefault(); close(); return; }
+      if (e.key !== "Tab") return;
+      // Tab goes round inside the open drawer (the page behind it is inert)
+      const stops = [...side.querySelectorAll("button, input, a[href]")].filter((n) => n.offsetParent !== null && !n.disabled);
+      const first = stops[0], last = stops[stops.length - 1];
+      if (e.shiftKey && document.activeElement === first) { e.preventDefault(); last.focus(); }
+      else if (!e.shiftKey && document.activeElement === last) { e.preventDefault(); first.focus(); }
+    });
+    narrow.addEventListener("change", () => close(true));  // wider again: the list is part of the page
+    return (keepFocus) => close(keepFocus);
+  }
+
+  return { $, el, api, showBanner, ago, drawer };
 })();

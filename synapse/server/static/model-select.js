@@ -3,14 +3,27 @@
 window.SynapseModels = (function () {
   const { el, api } = window.Synapse;
 
-  // /api/models, waiting briefly while the providers' first checks are still running.
-  async function load() {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+  // /api/models, waiting briefly while the providers' first checks are still running
+  // (`pending`); a check slower than that calls `onLater` with the full lists when it ends.
+  async function load(onLater) {
     let res = await api("GET", "/api/models");
-    for (let i = 0; i < 12 && res.pending && res.pending.length && !res.groups.length; i++) {
-      await new Promise((r) => setTimeout(r, 400));
+    for (let i = 0; i < 12 && res.pending; i++) {
+      await sleep(400);
       res = await api("GET", "/api/models");
     }
+    if (res.pending && onLater) later(onLater);
     return res;
+  }
+
+  async function later(onLater) {
+    for (let i = 0; i < 60; i++) {
+      await sleep(1000);
+      let res;
+      try { res = await api("GET", "/api/models"); } catch (e) { return; }
+      if (!res.pending) { onLater(res); return; }
+    }
   }
 
   // Fill <select>: `first` is the inheriting option ("(default)"), then one optgroup per provider.
