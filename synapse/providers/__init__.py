@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Mapping
 from typing import Any
 
+from .._env import getenv
 from ..errors import ConfigurationError
 from .base import Adapter
 from .catalog import ProviderConfig, ProviderSpec
@@ -62,7 +62,7 @@ def _env_stamp(spec: ProviderSpec) -> tuple[str | None, ...]:
         if spec.id == "bedrock":
             names += ENV_FALLBACKS.get("aws_region", ()) + ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
         _env_names[spec.id] = names
-    return tuple(os.environ.get(n) for n in names)
+    return tuple([getenv(n) for n in names])
 
 
 def adapter_for(spec: ProviderSpec, settings: Mapping[str, Any], protocol: str | None = None) -> Adapter:
