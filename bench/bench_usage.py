@@ -3,8 +3,10 @@
     .venv/bin/python bench/bench_usage.py [N]
 
 Prints µs per `record()` (what the call path pays: a queue put), the writer's
-throughput (records priced and written a second, on its own thread), and µs per
-`plan_prompt_cache` for a typical Anthropic request. Uses a throwaway data folder.
+throughput (records priced and written a second, on its own thread) and its CPU time
+per record (the writer shares the GIL, and on one core the CPU, with the calls), and µs
+per `plan_prompt_cache` for a typical Anthropic request. Uses a throwaway data folder.
+To compare with another source tree, run it again with PYTHONPATH=that tree.
 """
 
 from __future__ import annotations
@@ -12,7 +14,17 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import threading
 import time
+
+
+def _thread_cpu(thread: threading.Thread | None) -> float:
+    """CPU seconds (user + system) a thread has used, from /proc."""
+    if thread is None or thread.native_id is None:
+        return 0.0
+    with open(f"/proc/self/task/{thread.native_id}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -40,10 +52,13 @@ def main() -> None:
         record(r)
     put = time.perf_counter() - t0
     t1 = time.perf_counter()
+    cpu0 = _thread_cpu(ledger._thread)
     flush(600)
     drained = time.perf_counter() - t1
+    cpu = _thread_cpu(ledger._thread) - cpu0
     print(f"record():            {put / n * 1e6:.2f} µs per record  ({n:,} records)")
     print(f"writer:              {n / (put + drained):,.0f} records/s priced and written (batched, own thread)")
+    print(f"writer CPU:          {cpu / n * 1e6:.1f} µs per record (pricing, row, SQLite insert)")
     print(f"written / failed:    {ledger.written:,} / {ledger.failed}")
 
     system = "Long stable instructions. " * 300 + SYNAPSE_VOLATILE + "Now: 12:00"

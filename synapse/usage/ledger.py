@@ -79,6 +79,18 @@ def _url(rec: "CallRecord") -> str:
     return storage.database_url(rec.settings)
 
 
+def _prices() -> Any:
+    """The prices module, imported by the writer thread on first use (never by a caller)."""
+    global _prices_mod
+    if _prices_mod is None:
+        from . import prices
+
+        _prices_mod = prices
+    return _prices_mod
+
+
+_prices_mod: Any = None
+
 #: UTC day number -> "YYYY-MM-DD" (the `day` column), so a row does not format a date.
 _days: dict[int, str] = {}
 
@@ -106,8 +118,7 @@ def _base_url(rec: "CallRecord") -> str:
 
 def row_for(rec: "CallRecord") -> dict[str, Any]:
     """The `usage_calls` row for one call record, priced."""
-    from . import prices
-
+    prices = _prices()
     u = rec.usage
     cost: float | None
     savings: float | None

@@ -172,7 +172,9 @@ def _linear_rates(mp: Any, band: int, thresholds: tuple[int, ...]) -> Any:
     probe = calc(input_tokens=size, output_tokens=12345, cache_read_tokens=read, cache_write_tokens=write)
     if probe != base + rin * (size - read - write) + rout * 12345 + rread * read + rwrite * write:
         return None
-    return base, rin, rout, rread, rwrite
+    # checked exactly in Decimal; used as floats (a few ulps from the exact sum, and several
+    # times cheaper than Decimal arithmetic for every call the ledger prices)
+    return float(base), float(rin), float(rout), float(rread), float(rwrite)
 
 
 def _utc(ts: float) -> datetime:
@@ -259,13 +261,12 @@ def price(
     if rates is not None:
         base, rin, rout, rread, rwrite = rates
         read, write = usage.cache_read_tokens, usage.cache_write_tokens
-        cost = base + rin * usage.input_tokens + rout * usage.output_tokens + rread * read + rwrite * write
-        total = float(cost)
+        total = base + rin * usage.input_tokens + rout * usage.output_tokens + rread * read + rwrite * write
         if usage.server_tool_use:
             total += _tool_cost(found, usage, when or _utc(ts))
         if response_cache_hit:
             return Price(0.0, total)
-        return Price(total, float(read * (rin - rread) - write * (rwrite - rin)))
+        return Price(total, read * (rin - rread) - write * (rwrite - rin))
     when = when or _utc(ts)
     try:
         actual = genai_model.calc_price(_genai_usage(usage), genai_provider, genai_request_timestamp=when)
