@@ -112,18 +112,20 @@ def upstream(port: int, first_byte_ms: float, event_ms: float) -> None:
                 body = self.buf[end + 4:end + 4 + n]
                 self.buf = self.buf[end + 4 + n:]
                 if b'"stream":true' in body.replace(b" ", b""):
-                    asyncio.ensure_future(self.stream())
+                    asyncio.ensure_future(self.stream(time.monotonic()))
                 elif b"/v1/messages" in head[:64]:
                     self.t.write(message)
                 else:
                     self.t.write(chat)
 
-        async def stream(self) -> None:
+        async def stream(self, received: float) -> None:
             await asyncio.sleep(first_byte_ms / 1000)
             self.t.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
             for k, ev in enumerate(events):
                 if k:
                     await asyncio.sleep(event_ms / 1000)
+                else:  # the first event says when the request came and when the event left (CLOCK_MONOTONIC)
+                    ev = ev.replace(b'"id": "chatcmpl-s"', b'"id": "chatcmpl-s", "bench": [%r, %r]' % (received, time.monotonic()), 1)
                 self.t.write(f"{len(ev):x}\r\n".encode() + ev + b"\r\n")
             self.t.write(b"0\r\n\r\n")
 
@@ -279,27 +281,41 @@ def wrk(url: str, body: dict[str, Any], headers: dict[str, str], conns: int, sec
 
 
 async def stream_timings(url: str, body: dict[str, Any], headers: dict[str, str], n: int) -> dict[str, float]:
-    """Median time to the first `data:` event and the largest gap between events (ms)."""
+    """Median time to the first `data:` event and the largest gap between events (ms).
+
+    The upstream stamps its first event with when the request reached it and when the
+    event left it (CLOCK_MONOTONIC, shared by every process here), so the time to the
+    first event splits into the way there (`to_upstream`), the upstream's own 50 ms, and
+    the way back (`back`): what a gateway adds is in the two ways, whatever the timer did."""
     import aiohttp
 
     firsts: list[float] = []
     gaps: list[float] = []
+    there: list[float] = []
+    back: list[float] = []
     async with aiohttp.ClientSession() as s:
         for i in range(n + 3):
-            t0 = time.perf_counter()
+            t0 = time.monotonic()
             seen: list[float] = []
+            stamps = None
             async with s.post(url, json={**body, "stream": True}, headers=headers) as r:
                 assert r.status == 200, await r.text()
                 async for line in r.content:
-                    if line.startswith(b"data:") or line.startswith(b"event:"):
-                        if line.startswith(b"data:"):
-                            seen.append(time.perf_counter())
+                    if line.startswith(b"data:"):
+                        seen.append(time.monotonic())
+                        if stamps is None and b'"bench"' in line:
+                            stamps = json.loads(line[5:])["bench"]
             if i < 3 or not seen:
                 continue  # warm-up
             firsts.append((seen[0] - t0) * 1000)
             gaps.extend((b - a) * 1000 for a, b in zip(seen[1:-3], seen[2:-2]))  # the content events
+            if stamps is not None:
+                there.append((stamps[0] - t0) * 1000)
+                back.append((seen[0] - stamps[1]) * 1000)
     return {"first_p50": statistics.median(firsts), "first_p90": sorted(firsts)[int(len(firsts) * 0.9) - 1],
-            "gap_p50": statistics.median(gaps), "gap_max": max(gaps)}
+            "gap_p50": statistics.median(gaps), "gap_max": max(gaps),
+            "there_p50": statistics.median(there) if there else float("nan"),
+            "back_p50": statistics.median(back) if back else float("nan")}
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -511,11 +527,14 @@ def main() -> None:
                     timings.setdefault(name, []).append(asyncio.run(stream_timings(url, OPENAI_REQUEST, hdrs, 40)))
             med = {name: {k: statistics.median(t[k] for t in ts) for k in ts[0]} for name, ts in timings.items()}
             for name, t in med.items():
-                print(f"  stream {name:<40} first event p50 {t['first_p50']:.2f} ms p90 {t['first_p90']:.2f} ms; "
+                print(f"  stream {name:<40} first event p50 {t['first_p50']:.2f} ms p90 {t['first_p90']:.2f} ms "
+                      f"(to the upstream {t['there_p50']:.3f} ms, back {t['back_p50']:.3f} ms); "
                       f"gaps p50 {t['gap_p50']:.2f} ms max {t['gap_max']:.2f} ms (upstream: every {args.event_ms:g} ms)")
             for name, _ in trees:
+                ways = (med[name]["there_p50"] + med[name]["back_p50"]) - (med["direct"]["there_p50"] + med["direct"]["back_p50"])
                 print(f"  first event added by {name}: p50 {med[name]['first_p50'] - med['direct']['first_p50']:.2f} ms, "
-                      f"p90 {med[name]['first_p90'] - med['direct']['first_p90']:.2f} ms")
+                      f"p90 {med[name]['first_p90'] - med['direct']['first_p90']:.2f} ms; "
+                      f"on the way there and back (medians) {ways:.3f} ms")
         if want("memory"):
             syn, gw = servers["synapse"]
             done = sum(r.get("requests", 0) for k, r in results.items() if isinstance(r, dict) and k.startswith("synapse"))
