@@ -52,10 +52,10 @@ class NoGatewayAccessLines(logging.Filter):
         return not (isinstance(args, tuple) and len(args) > 2 and str(args[2]).startswith("/v1/"))
 
 
-def warm_up(settle: bool = False) -> threading.Thread:
+def warm_up() -> None:
     """Pay the gateway's first-request costs (imports, opening and checking the database,
     the price table the usage writer reads) in a background thread once the server is up,
-    not in the first /v1 request. `settle`: then `heap.settle()` (server processes only)."""
+    not in the first /v1 request."""
 
     def run() -> None:
         try:
@@ -69,27 +69,18 @@ def warm_up(settle: bool = False) -> threading.Thread:
             prices.model_prices("openai", "gpt-4o-mini")  # loads the price table once
         except Exception:  # a broken settings file or database is reported by the request that meets it
             pass
-        if settle:
-            from .heap import settle as settle_heap
 
-            settle_heap()
-
-    thread = threading.Thread(target=run, name="synapse-warm-up", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=run, name="synapse-warm-up", daemon=True).start()
 
 
-def create_root(host: str = "127.0.0.1", *, on_ready: Callable[[], None] | None = None, server_process: bool = False,
-                **web_kwargs: Any) -> Root:
-    """The app `synapse serve` runs. `server_process`: this process only serves (it is
-    `synapse serve` or one of its workers), so its garbage collector may be tuned for it."""
+def create_root(host: str = "127.0.0.1", *, on_ready: Callable[[], None] | None = None, **web_kwargs: Any) -> Root:
     from .app import create_app
     from .auth import is_loopback
 
     def ready() -> None:
         if on_ready is not None:
             on_ready()
-        warm_up(settle=server_process)
+        warm_up()
 
     return Root(create_app(host, on_ready=ready, **web_kwargs), is_loopback(host))
 
@@ -98,7 +89,4 @@ def from_env() -> Root:
     """The app of one `--workers` process (uvicorn imports it by name in each process)."""
     from .proxies import from_settings
 
-    from .heap import tune
-
-    tune()
-    return create_root(os.environ.get(HOST_ENV, "127.0.0.1"), server_process=True, trusted_proxies=from_settings())
+    return create_root(os.environ.get(HOST_ENV, "127.0.0.1"), trusted_proxies=from_settings())

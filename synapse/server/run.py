@@ -172,16 +172,13 @@ def serve(args: argparse.Namespace) -> int:
     from .root import HOST_ENV, create_root
 
     workers = max(1, int(getattr(args, "workers", None) or 1))
-    from .heap import tune
-
-    tune()
     if workers > 1:  # each process imports the app by name (spawned, not forked)
         import os
 
         os.environ[HOST_ENV] = host
         app: Any = "synapse.server.root:from_env"
     else:
-        app = create_root(host, users=users, on_ready=ready, server_process=True, trusted_proxies=proxies)
+        app = create_root(host, users=users, on_ready=ready, trusted_proxies=proxies)
     config = uvicorn.Config(app, factory=workers > 1, workers=workers, **uvicorn_settings())
     server = uvicorn.Server(config)
     try:
