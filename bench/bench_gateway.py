@@ -510,12 +510,16 @@ def main() -> None:
             results[label] = median_of(runs[label])
             row(label, results[label])
         if args.baseline is not None and want("synapse"):
-            print("  ratios (this tree / baseline, medians):")
+            print("  ratios this tree / baseline (median of the rounds' paired ratios, each pair measured back to back; "
+                  "CPU/req range in brackets):")
             for c in (64, 1):
                 for label, *_ in SHAPES:
-                    new, old = results[f"synapse {label}, c={c}"], results[f"baseline {label}, c={c}"]
-                    print(f"    {label}, c={c}: CPU/req {new['cpu_us'] / old['cpu_us']:.2f}x, req/s {new['rps'] / old['rps']:.2f}x, "
-                          f"p50 {new['p50'] / old['p50']:.2f}x")
+                    new, old = runs[f"synapse {label}, c={c}"], runs[f"baseline {label}, c={c}"]
+                    cpu = sorted(n["cpu_us"] / o["cpu_us"] for n, o in zip(new, old))
+                    rps = statistics.median(n["rps"] / o["rps"] for n, o in zip(new, old))
+                    p50 = statistics.median(n["p50"] / o["p50"] for n, o in zip(new, old))
+                    print(f"    {label}, c={c}: CPU/req {statistics.median(cpu):.2f}x [{cpu[0]:.2f}-{cpu[-1]:.2f}], "
+                          f"req/s {rps:.2f}x, p50 {p50:.2f}x")
         if "bare pass-through" in servers:
             stop(servers.pop("bare pass-through")[0])
         if want("stream"):
