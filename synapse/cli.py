@@ -497,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_embed)
 
     from .agents.cli import register as register_agents
+    from .memory.cli import register as register_memory
     from .gateway.cli import register as register_keys
     from .server.cli_user import register as register_user
     from .usage.cli import register as register_usage
@@ -504,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_user(sub)
     register_usage(sub)
     register_agents(sub)
+    register_memory(sub)
 
     register_keys(sub)
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from . import settings as settings_mod
 from .caching import cache_mode, plan_anthropic_body, plan_prompt_cache
+from .embed_mode import EmbedMode, check_mode, prefixed
 from .errors import (
     ConnectionFailedError,
     NotFoundError,
@@ -95,6 +96,9 @@ class CallContext:
     max_total_cost_usd: float | None = None
     #: USD recorded for calls made with this context (kept by the usage ledger).
     spent_usd: float = 0.0
+    #: The usage ledger's `kind` for chat calls made with this context, e.g. "memory" for
+    #: memory extraction; None: "chat". Embedding calls stay "embed".
+    kind: str | None = None
     #: The name of the gateway API key the calls came with (a usage-ledger column).
     key: str | None = None
     #: Another context that is charged too (an agent turn's calls also count against the
@@ -463,9 +467,17 @@ async def aembed(
     *,
     settings: Mapping[str, Any] | None = None,
     context: CallContext | None = None,
+    mode: EmbedMode | None = None,
 ) -> list[list[float]]:
-    """Embed texts. With no model: `embedding_model`, else the `mode`'s default (local: the bundled model)."""
+    """Embed texts. With no model: `embedding_model`, else the default of the `mode` setting
+    (local: the bundled model).
+
+    The `mode` argument (not the setting): "query" for search queries, "document" for what
+    is searched, in the form the model expects (prefixes, Gemini task types: see
+    synapse/embed_mode.py); None embeds as before.
+    """
     _check_call(model, settings, context)
+    mode = check_mode(mode)
     items = _texts(texts)
     if not items:
         return []  # nothing to embed: no call, no row
@@ -474,12 +486,12 @@ async def aembed(
     if not name or name == "local":
         from .embeddings_local import embed_local
 
-        return await embed_local(items)
+        return await embed_local(items, query=mode == "query")
     route = resolve(name, cfg, "embed")
     adapter = adapter_for(route.spec, cfg)
     call = _Call(route, cfg, context, stream=False, kind="embed")
     try:
-        result = await adapter.embed(route.upstream_model, items)
+        result = await adapter.embed(route.upstream_model, prefixed(route.upstream_model, items, mode), mode=mode)
     except ProviderError as err:
         raise call.failed(err) from None
     except BaseException as exc:

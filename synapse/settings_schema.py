@@ -29,6 +29,7 @@ __all__ = [
     "ModelName",
     "Networks",
     "Number",
+    "OrEmpty",
     "Region",
     "Secret",
     "Setting",
@@ -243,6 +244,22 @@ class ModelName(Check):
         return text
 
 
+class OrEmpty(Check):
+    """Empty (a documented default applies), or a value `inner` accepts."""
+
+    def __init__(self, inner: Check, empty_means: str) -> None:
+        self.inner = inner
+        self.expects = f"{inner.expects}, or empty for {empty_means}"
+
+    def __call__(self, label: str, value: Any, *, strict: bool = False) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return ""
+        try:
+            return self.inner(label, value, strict=strict)
+        except SettingsError:
+            raise SettingsError(f"{label} must be {self.expects}") from None
+
+
 class Token(Check):
     """One word: an id or ARN, no spaces."""
 
@@ -412,6 +429,13 @@ SCHEMA: tuple[Setting, ...] = (
             Number(ge=0, le=100_000_000, whole=True)),
     Setting("reply_reserve_tokens", 8192, "tokens kept free for the reply when deciding to compact",
             Number(ge=0, le=10_000_000, whole=True)),
+    # Long-term memory (synapse/memory).
+    Setting("memory_model", "", "model of the memory extraction call after each turn (empty: the agent's own)",
+            ModelName("the agent's own model")),
+    Setting("memory_auto_extract", True, "after each turn of an agent with memory on, extract what to remember", _B),
+    Setting("memory_top_k", 5, "memories recalled before each turn", Number(ge=1, le=100, whole=True)),
+    Setting("memory_min_similarity", "", "cosine similarity a memory needs to be recalled",
+            OrEmpty(Number(ge=-1, le=1), "the embedding model's calibrated value")),
 )
 
 _BY_KEY = {s.key: s for s in SCHEMA}

@@ -174,6 +174,10 @@ class Tool:
     #: JSON Schema of the arguments object.
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
     cache: bool = False
+    #: A tool type the provider defines and the caller runs (Anthropic's `memory_20250818`):
+    #: the protocol that knows it sends its own short definition (and any beta header it
+    #: needs); every other protocol sends `parameters` as a plain function tool.
+    native: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

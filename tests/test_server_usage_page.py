@@ -57,7 +57,7 @@ def test_both_settings_pages_have_the_nav_with_the_current_page_marked(api: ApiC
     nav = re.search(r'<nav aria-label="Main".*?</nav>', page, re.S)
     assert nav, path
     links = dict(re.findall(r'<a class="tab[^"]*" href="([^"]+)"([^>]*)>', nav.group(0)))
-    assert set(links) == {current, other, "/chat", "/agents", "/settings/keys"}  # Chat and Agents come first
+    assert set(links) == {current, other, "/chat", "/agents", "/memory", "/settings/keys"}  # Chat, Agents, Memory first
     assert 'aria-current="page"' in links[current]
     assert not any("aria-current" in attrs for href, attrs in links.items() if href != current)
 

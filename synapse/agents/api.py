@@ -1,7 +1,8 @@
 """REST /api/v1: chat with agents, and the agents and sessions behind the Chat and Agents pages.
 
     POST   /api/v1/chat                  {message, agent?, session_id?, model?, images?}
-                                         -> {response, session_id, agent, model, usage, cost_usd, tool_calls, stop_reason}
+                                         -> {response, session_id, agent, model, usage, cost_usd, tool_calls, stop_reason,
+                                             memory?: {recalled, outcome}}
     POST   /api/v1/chat/stream           the same turn as Server-Sent Events (one `event:` per turn event)
     GET    /api/v1/agents                every agent;  POST creates one
     GET    /api/v1/agents/{id}           one agent (id, else name ignoring case); PUT edits, DELETE deletes
@@ -162,18 +163,26 @@ async def chat(request: Request) -> JSONResponse:
     except SynapseError as exc:
         return _fail(exc)
     done: TurnDone | None = None
+    memory: dict[str, Any] = {}
     async for event in run_turn(spec, tools, prompt, session_id=session_id, model=model, stream=False, sessions=sessions,
                                 api_key=getattr(request.state, "api_key", None)):
         if isinstance(event, TurnError):
             return _error(_STATUS.get(event.kind, 500), event.message, kind=event.kind, session_id=event.session_id)
         if isinstance(event, TurnDone):
             done = event
+        elif event.type == "memory_recalled":
+            memory["recalled"] = event_dict(event)["memories"]
+        elif event.type == "memory":
+            memory["outcome"] = {k: v for k, v in event_dict(event).items() if k != "type"}
     assert done is not None
-    return JSONResponse({
+    body = {
         "response": done.text, "session_id": done.session_id, "agent": spec.name, "agent_id": spec.id,
         "model": done.model, "usage": done.usage.as_dict(), "cost_usd": done.cost_usd, "tool_calls": done.tool_calls,
         "stop_reason": done.stop_reason, "message": done.message,
-    })
+    }
+    if memory:  # agents with memory on: what was recalled, and what the turn changed (after the reply)
+        body["memory"] = memory
+    return JSONResponse(body)
 
 
 def sse(event: dict[str, Any]) -> bytes:

@@ -33,6 +33,8 @@ def _agent_flags(p: argparse.ArgumentParser) -> None:
                    help="reuse replies to the same (exact) or a similar (semantic) request")
     p.add_argument("--max-cost", dest="max_total_cost_usd", help="USD per session, or empty for no limit")
     p.add_argument("--memory", choices=("on", "off"), help="long-term memory across sessions")
+    p.add_argument("--memory-tool", choices=("on", "off"),
+                   help="Anthropic's memory tool (a /memories folder of files) for Claude models")
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -92,6 +94,8 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
         out["max_total_cost_usd"] = args.max_total_cost_usd or None
     if args.memory is not None:
         out["memory"] = args.memory
+    if args.memory_tool is not None:
+        out["memory_tool"] = args.memory_tool
     return out
 
 
@@ -102,7 +106,8 @@ def _print_json(data: Any) -> None:
 def _show(spec: Any) -> None:
     d = spec.as_dict()
     print(f"{spec.name}  ({spec.id})")
-    for key in ("description", "model", "tools", "max_turns", "temperature", "response_cache", "max_total_cost_usd", "memory"):
+    for key in ("description", "model", "tools", "max_turns", "temperature", "response_cache", "max_total_cost_usd", "memory",
+                "memory_tool"):
         value = d[key]
         if key == "tools":
             value = ", ".join(value) or "(none)"
@@ -217,6 +222,13 @@ class _Printer:
         elif kind == "tool_result":
             first = (e.content.splitlines() or [""])[0]
             self._err(f"{'✗' if e.is_error else '←'} {e.name}: {first[:300]}")
+        elif kind == "memory_recalled":
+            if e.memories:
+                self._err("[memory: recalled " + ", ".join(f"#{m['id']}" for m in e.memories) + "]")
+            elif e.error:
+                self._err(f"[memory: {e.error}]")
+        elif kind == "memory":
+            self._err(f"[memory: {_memory_line(e)}]")
         elif kind == "compacted":
             self._err(f"[the conversation was compacted: {e.tokens_before:,} → {e.tokens_after:,} tokens]")
         elif kind == "done":
@@ -228,6 +240,16 @@ class _Printer:
             cost = "price unknown" if e.cost_usd is None else f"${e.cost_usd:.4f}"
             u = e.usage
             self._err(f"[{e.model} · {u.prompt_tokens:,} in ({u.cache_read_tokens:,} cached) / {u.output_tokens:,} out · {cost}]")
+
+
+def _memory_line(e: Any) -> str:
+    """One line for a turn's `memory` event: the changes, else the status and why."""
+    words = {"add": "added", "update": "updated", "delete": "deleted"}
+    changes = [f"{words.get(c['op'], c['op'])} " + (f"#{c['id']}" if c.get("id") is not None else str(c.get("path")))
+               for c in e.changes]
+    if changes:
+        return ", ".join(changes) + ("" if e.status == "applied" else f" ({e.status}: {e.reason})")
+    return f"{e.status}: {e.reason}"
 
 
 async def _turn(agent: Any, prompt: str, session: str | None, model: str | None, printer: _Printer) -> Any:

@@ -12,6 +12,11 @@
     done                        stop reason, the reply, total usage and cost of the turn
     error                       the turn could not go on (a limit, a provider error)
 
+Hooks add their own events (synapse/agents/hooks.py). Memory's: `memory_recalled`
+after `start` (the memories put before the first model call), and `memory` after
+`done` (what the turn changed in memory, or why nothing, or the extraction's error):
+a consumer reads on past `done` to see it.
+
 `as_dict()` is the JSON each event is sent as (SSE `data:` lines, `--json` output).
 """
 

@@ -135,6 +135,8 @@ class _State:
     #: Where the next stored message goes, and messages not stored yet (written with the next reply).
     next_seq: int = 1
     unsaved: list[tuple[Message, dict[str, Any]]] = field(default_factory=list)
+    #: Where the turn's user message was stored (0: not yet).
+    user_seq: int = 0
     round: int = 0
     partial: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
@@ -236,7 +238,7 @@ async def run_turn(
                       parent=api_key.context if api_key is not None else None)
     yield TurnStart(info.id, spec.name, spec.id if stored_agent else None, name, info.title)
 
-    turn = TurnContext(spec, info.id, name, cfg, user, history, ctx)
+    turn = TurnContext(spec, info.id, name, cfg, user, history, ctx, tools=dict(tools))
     for hook in hooks():
         try:
             await hook.before_turn(turn)
@@ -246,6 +248,7 @@ async def run_turn(
         yield event
     turn.events.clear()
 
+    tools = turn.tools
     system = system_parts(spec.system_prompt, turn.volatile)
     tool_specs = [t.spec for t in tools.values()]
     if _flag(cfg.get("auto_compact_enabled", True)):
@@ -259,24 +262,21 @@ async def run_turn(
         if compacted is not None:
             yield compacted
 
-    state = _State(info.id, next_seq, [(user, {})])
+    state = _State(info.id, next_seq, [(user, turn.meta)])
     _records[id(ctx)] = []
     try:
         messages = [*history, user]
-        done: TurnDone | None = None
+        after: asyncio.Future[None] | None = None
         rounds = _rounds(spec, tools, name, system, tool_specs, messages, cfg, ctx, store, state, stream)
         async with _closing(rounds):  # closing it closes the upstream stream at once
             async for event in rounds:
                 if isinstance(event, TurnDone):
-                    done = event
+                    turn.history = messages
+                    # started before `done` is handed over: a consumer that stops there does not stop it
+                    after = _background(_after_turn(turn, event, store, state.user_seq))
                 yield event
-        if done is not None:
-            turn.history = messages
-            for hook in hooks():
-                try:
-                    await hook.after_turn(turn, done)
-                except Exception as exc:
-                    log.warning("agent hook %r failed after the turn: %s", hook, exc)
+        if after is not None:
+            await asyncio.shield(after)  # a consumer gone now leaves it running to its end
             for event in turn.events:
                 yield event
     except BaseException:
@@ -284,6 +284,34 @@ async def run_turn(
         raise
     finally:
         _records.pop(id(ctx), None)
+
+
+_tasks: set[asyncio.Future[Any]] = set()
+
+
+def _background(coro: Any) -> asyncio.Future[Any]:
+    """A task that outlives its caller (a strong reference kept until it ends)."""
+    task = asyncio.ensure_future(coro)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    return task
+
+
+async def _after_turn(turn: TurnContext, done: TurnDone, store: SessionStore, user_seq: int) -> None:
+    """The hooks' after_turn, then what they added to the user message's meta, stored."""
+    import copy
+
+    before = copy.deepcopy(turn.meta)
+    for hook in hooks():
+        try:
+            await hook.after_turn(turn, done)
+        except Exception as exc:
+            log.warning("agent hook %r failed after the turn: %s", hook, exc)
+    if turn.meta != before:
+        try:
+            await _db(store, store.update_meta, turn.session_id, user_seq, dict(turn.meta))
+        except Exception as exc:
+            log.warning("could not store what happened after the turn of session %s: %s", turn.session_id, exc)
 
 
 def _flag(value: Any) -> bool:
@@ -437,6 +465,8 @@ def _save(store: SessionStore, state: _State) -> None:
             state.unsaved[:0] = items  # kept, in order, for the next write
             raise
         state.next_seq = seqs[-1] + 1
+        if not state.user_seq:
+            state.user_seq = seqs[0]  # the user message is the first one a turn stores
 
 
 def _save_quietly(store: SessionStore, state: _State) -> None:

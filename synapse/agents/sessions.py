@@ -374,16 +374,31 @@ class SessionStore:
         return _info(row), builtins.list(rows)
 
     def update_meta(self, session_id: str, seq: int, meta: Mapping[str, Any]) -> None:
+        """Replace one stored message's meta (what memory did in the turn, a summary's range)."""
         import sqlalchemy as sa
 
         from ..storage.tables import session_messages as m
 
-        from ..storage.tables import chat_sessions as t
-
-        _keep((self.url, session_id), None)
+        q = _q()
+        key = (self.url, session_id)
+        kept = _kept(key)
+        now = time.time()
+        if kept is not None and now == kept.updated_at:
+            now = math.nextafter(now, math.inf)
         with self.engine.begin() as conn:
             conn.execute(sa.update(m).where(m.c.session_id == session_id, m.c.seq == seq).values(meta=dict(meta)))
-            conn.execute(sa.update(t).where(t.c.id == session_id).values(updated_at=time.time()))
+            alone = kept is not None and conn.execute(
+                q.touch_if, {"sid": session_id, "seen": kept.updated_at, "now": now}).rowcount == 1
+            if not alone:
+                conn.execute(q.touch, {"sid": session_id, "now": now})
+        if alone and kept is not None:
+            new_meta = dict(_json(dict(meta)) or {})
+            kept.rows = [StoredMessage(r.seq, r.kind, r.message, new_meta, r.created_at) if r.seq == seq else r
+                         for r in kept.rows]
+            kept.updated_at = now
+            _keep(key, kept)
+        else:
+            _keep(key, None)
 
     def messages(self, session_id: str) -> builtins.list[StoredMessage]:
         """Every stored row of the session in order, summaries included."""

@@ -66,6 +66,9 @@ class AgentSpec:
     response_cache: str = "off"
     max_total_cost_usd: float | None = None
     memory: bool = False
+    #: Anthropic's memory tool (`memory_20250818`: files in a /memories folder of its own)
+    #: when the agent answers with a Claude model over the Anthropic API.
+    memory_tool: bool = False
     #: Provider request fields merged into every call (e.g. {"thinking": {...}} for Claude).
     extra: dict[str, Any] = field(default_factory=dict)
     id: str = field(default_factory=new_agent_id)
@@ -112,6 +115,7 @@ class AgentSpec:
         spec.response_cache = _cache(merged.get("response_cache"))
         spec.max_total_cost_usd = _number(merged.get("max_total_cost_usd"), "max_total_cost_usd", 0.0, 1e6)
         spec.memory = _bool(merged.get("memory", False), "memory")
+        spec.memory_tool = _bool(merged.get("memory_tool", False), "memory_tool")
         extra = merged.get("extra") or {}
         if not isinstance(extra, Mapping):
             raise AgentError("extra must be a JSON object of provider request fields", "extra")

@@ -213,7 +213,8 @@ def _row(spec: AgentSpec) -> dict[str, Any]:
         "id": spec.id, "name": spec.name, "name_key": _key(spec.name), "description": spec.description,
         "system_prompt": spec.system_prompt, "model": spec.model, "max_turns": spec.max_turns, "tools": list(spec.tools),
         "temperature": spec.temperature, "response_cache": spec.response_cache,
-        "max_total_cost_usd": spec.max_total_cost_usd, "memory": spec.memory, "extra": dict(spec.extra),
+        "max_total_cost_usd": spec.max_total_cost_usd, "memory": spec.memory, "memory_tool": spec.memory_tool,
+        "extra": dict(spec.extra),
         "created_at": spec.created_at, "updated_at": spec.updated_at,
     }
 
@@ -223,5 +224,6 @@ def _spec(row: Any) -> AgentSpec:
         name=row["name"], system_prompt=row["system_prompt"], description=row["description"], model=row["model"],
         max_turns=row["max_turns"], tools=list(row["tools"] or []), temperature=row["temperature"],
         response_cache=row["response_cache"], max_total_cost_usd=row["max_total_cost_usd"], memory=bool(row["memory"]),
-        extra=dict(row["extra"] or {}), id=row["id"], created_at=row["created_at"], updated_at=row["updated_at"],
+        memory_tool=bool(row["memory_tool"]), extra=dict(row["extra"] or {}), id=row["id"],
+        created_at=row["created_at"], updated_at=row["updated_at"],
     )

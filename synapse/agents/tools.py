@@ -28,11 +28,16 @@ from typing import Any, get_type_hints
 from ..errors import SynapseError
 from ..types import Tool
 
-__all__ = ["FunctionTool", "ToolOutcome", "function_tool", "parse_docstring"]
+__all__ = ["FunctionTool", "ToolError", "ToolOutcome", "function_tool", "parse_docstring"]
 
 #: Largest tool result passed back to the model (characters); the rest is cut with a note.
 MAX_RESULT_CHARS = 100_000
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+class ToolError(Exception):
+    """Raised by a tool to answer the model with this message, as it is, as an error result
+    (for refusals the model should read and act on, e.g. "that path is outside /memories")."""
 
 
 @dataclass(slots=True)
@@ -50,10 +55,12 @@ class FunctionTool:
     parameters: dict[str, Any]
     fn: Callable[..., Any]
     validator: Any = field(default=None, repr=False)  # a pydantic model class, or None
+    #: A provider-defined tool type this implements (`Tool.native`, e.g. "memory_20250818").
+    native: str | None = None
 
     @property
     def spec(self) -> Tool:
-        return Tool(self.name, self.description, self.parameters)
+        return Tool(self.name, self.description, self.parameters, native=self.native)
 
     async def run(self, arguments: dict[str, Any], timeout: float | None = 60.0) -> ToolOutcome:
         """Call the tool; every failure is an error result, never an exception."""
@@ -72,6 +79,8 @@ class FunctionTool:
             return ToolOutcome(f"{self.name} took longer than {timeout:g} s and was stopped", True)
         except asyncio.CancelledError:
             raise
+        except ToolError as exc:
+            return ToolOutcome(str(exc), True)
         except Exception as exc:
             return ToolOutcome(f"{self.name} failed: {type(exc).__name__}: {_one_line(exc)}", True)
         return ToolOutcome(_as_text(value))

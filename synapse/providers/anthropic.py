@@ -27,6 +27,7 @@ from typing import Any, assert_never
 
 import orjson
 
+from ..embed_mode import EmbedMode
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -106,6 +107,8 @@ SERVER_TOOLS: dict[str, tuple[dict[str, Any], str | None]] = {
     "web_fetch": ({"type": "web_fetch_20250910", "name": "web_fetch"}, "web-fetch-2025-09-10"),
     "code_execution": ({"type": "code_execution_20250825", "name": "code_execution"}, "code-execution-2025-08-25"),
 }
+#: Tool types Anthropic defines and the caller runs (`Tool.native`) -> the beta header each needs.
+NATIVE_TOOLS: dict[str, str | None] = {"memory_20250818": "context-management-2025-06-27"}
 #: server_tool_use names and result block types -> the canonical tool name.
 _SERVER_NAMES = {
     "web_search": "web_search", "web_fetch": "web_fetch", "code_execution": "code_execution",
@@ -187,6 +190,8 @@ def _content(message: Message, marked: list[dict[str, Any]], server: bool = Fals
 
 
 def _tool(tool: Tool) -> dict[str, Any]:
+    if tool.native in NATIVE_TOOLS:  # Anthropic's own definition: the model knows its schema
+        return {"type": tool.native, "name": tool.name}
     out: dict[str, Any] = {"name": tool.name, "input_schema": tool.parameters or {"type": "object", "properties": {}}}
     if tool.description:
         out["description"] = tool.description
@@ -426,8 +431,9 @@ class AnthropicAdapter(Adapter):
         self._get_headers = {k: v for k, v in self._headers.items() if k != "content-type"}
 
     def headers_for(self, req: Request) -> dict[str, str]:
-        """The POST headers: with `anthropic-beta` when a provider-side tool needs one."""
-        betas = sorted({b for t in req.server_tools if (b := SERVER_TOOLS[t.name][1])})
+        """The POST headers: with `anthropic-beta` when a provider-side or native tool needs one."""
+        betas = sorted({b for t in req.server_tools if (b := SERVER_TOOLS[t.name][1])}
+                       | {b for t in req.tools if t.native and (b := NATIVE_TOOLS.get(t.native))})
         return {**self._headers, "anthropic-beta": ",".join(betas)} if betas else self._headers
 
     def relay_endpoint(self, endpoint: str) -> tuple[str, Mapping[str, str]]:
@@ -653,7 +659,7 @@ class AnthropicAdapter(Adapter):
             raise self.protocol_error("the model list is not {data: [...]}") from None
         return page, bool(data.get("has_more")), data.get("last_id")
 
-    async def embed(self, model: str, texts: list[str]) -> Embeddings:
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> Embeddings:
         raise BadRequestError(
             f"{self.spec.label} offers no embedding models (Anthropic points to Voyage AI): "
             "pick another provider's embedding model or leave embedding_model empty for the local one",

@@ -7,6 +7,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from ..embed_mode import EmbedMode
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -86,8 +87,10 @@ class Adapter(abc.ABC):
         """A cheap check that the key (or base URL) works; returns the models on success."""
         return await self.list_models()
 
-    async def embed(self, model: str, texts: list[str]) -> Embeddings:
-        """One vector per text, in order, with the input tokens the provider billed for them."""
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> Embeddings:
+        """One vector per text, in order, with the input tokens the provider billed for them.
+        `mode` ("query" / "document") sets the provider's own task field, where it has one;
+        text prefixes were already applied by the client."""
         raise BadRequestError(f"{self.spec.label} offers no embedding models", provider=self.spec.id)
 
     def check_server_tools(self, req: Request) -> None:

@@ -25,6 +25,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from ..embed_mode import EmbedMode
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -693,10 +694,11 @@ class BedrockAdapter(Adapter):
 
     # --- embeddings ----------------------------------------------------------------------------
 
-    async def embed(self, model: str, texts: list[str]) -> Embeddings:
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> Embeddings:
         url = self._runtime_url(model, "invoke")
         if "cohere.embed" in model:
-            data, tokens = await self._invoke(url, {"texts": texts, "input_type": "search_document"})
+            input_type = "search_query" if mode == "query" else "search_document"
+            data, tokens = await self._invoke(url, {"texts": texts, "input_type": input_type})
             vectors = data.get("embeddings")
             if isinstance(vectors, dict):
                 vectors = vectors.get("float")

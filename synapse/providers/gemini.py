@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from ..embed_mode import EmbedMode
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -67,6 +68,8 @@ API_VERSION = "v1beta"
 DUMMY_THOUGHT_SIGNATURE = "c2tpcF90aG91Z2h0X3NpZ25hdHVyZV92YWxpZGF0b3I="
 #: batchEmbedContents takes at most 100 requests per call.
 EMBED_BATCH = 100
+#: `aembed` mode -> the embedding request's taskType (reference §4.6).
+_TASK_TYPES = {"query": "RETRIEVAL_QUERY", "document": "RETRIEVAL_DOCUMENT"}
 MAX_MODEL_PAGES = 100
 
 _FILTER_REASONS = frozenset(
@@ -704,22 +707,26 @@ class GeminiAdapter(Adapter):
         models, _ = await self._models_page(None)
         return models
 
-    async def embed(self, model: str, texts: list[str]) -> Embeddings:
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> Embeddings:
         if not texts:
             return Embeddings([], 0)
         name = model[len("models/"):] if model.startswith("models/") else model
         url = self._model_url(name, "batchEmbedContents")
         batches = [texts[i : i + EMBED_BATCH] for i in range(0, len(texts), EMBED_BATCH)]
-        results = await asyncio.gather(*(self._embed_batch(url, name, b) for b in batches))
+        task = _TASK_TYPES.get(mode) if mode else None
+        results = await asyncio.gather(*(self._embed_batch(url, name, b, task) for b in batches))
         counts = [tokens for _, tokens in results]
         # every batch must have reported usage, or the total is not known (older answers have none, §4.6)
         total = sum(c for c in counts if c is not None) if all(c is not None for c in counts) else None
         return Embeddings([v for batch, _ in results for v in batch], total)
 
-    async def _embed_batch(self, url: str, name: str, texts: list[str]) -> tuple[list[list[float]], int | None]:
+    async def _embed_batch(
+        self, url: str, name: str, texts: list[str], task: str | None
+    ) -> tuple[list[list[float]], int | None]:
         """One batch's vectors and its `usageMetadata.promptTokenCount`, when the answer has one."""
+        extra = {"taskType": task} if task else {}
         body = orjson.dumps(
-            {"requests": [{"model": f"models/{name}", "content": {"parts": [{"text": t}]}} for t in texts]}
+            {"requests": [{"model": f"models/{name}", "content": {"parts": [{"text": t}]}, **extra} for t in texts]}
         )
         result = await request(self, "POST", url, headers=self.headers, body=body)
         try:

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..embed_mode import EmbedMode
 from ..errors import BadRequestError, ContextTooLongError, ProviderNotInstalledError
 from ..types import (
     ImagePart,
@@ -635,7 +636,7 @@ class HuggingFaceAdapter(Adapter):
         return (f"transformers {info['transformers']} and torch {info['torch']} installed; models run on "
                 f"{info['device']}" + (f"; loaded: {loaded}" if loaded else "; no model loaded yet"))
 
-    async def embed(self, model: str, texts: list[str]) -> Embeddings:
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> Embeddings:
         _require()
         raise BadRequestError(
             "Hugging Face local embedding models are not supported yet: leave embedding_model empty for the "

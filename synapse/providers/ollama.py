@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from ..embed_mode import EmbedMode
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -316,7 +317,7 @@ class OllamaAdapter(Adapter):
     async def verify(self) -> list[ModelInfo]:
         return await self.list_models()
 
-    async def embed(self, model: str, texts: list[str]) -> Embeddings:
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> Embeddings:
         body = dumps({"model": model, "input": texts})
         result = await self._send("POST", self._embed_url, body)
         data = self._json(result.body)

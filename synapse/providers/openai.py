@@ -34,6 +34,7 @@ from array import array
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
+from ..embed_mode import EmbedMode
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -378,7 +379,7 @@ class OpenAIAdapter(Adapter):
 
     # --- embeddings ---------------------------------------------------------------------------
 
-    async def embed(self, model: str, texts: list[str]) -> Embeddings:
+    async def embed(self, model: str, texts: list[str], *, mode: EmbedMode | None = None) -> Embeddings:
         if self._deepseek:
             raise BadRequestError(
                 "DeepSeek offers no embedding models: pick another embedding model "

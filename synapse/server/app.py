@@ -118,6 +118,10 @@ def create_app(
     async def agents_page(request: Request) -> HTMLResponse:
         return render(request, "agents.html")
 
+    @app.get("/memory", include_in_schema=False)
+    async def memory_page(request: Request) -> HTMLResponse:
+        return render(request, "memory.html")
+
     @app.get("/settings", include_in_schema=False)
     async def settings_index() -> RedirectResponse:
         return RedirectResponse("/settings/models", status_code=303)
@@ -154,6 +158,10 @@ def create_app(
     from ..agents.api import router as agents_router
 
     app.include_router(agents_router)
+    from ..memory.api import router as memory_router, scopes_router as memory_scopes_router
+
+    app.include_router(memory_router)
+    app.include_router(memory_scopes_router)
     from ..gateway.api import router as keys_router
 
     app.include_router(keys_router)

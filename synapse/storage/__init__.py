@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["HEAD_REVISION", "current_revision", "database_url", "dispose_all", "downgrade", "engine", "migrate"]
 
 #: The newest migration in migrations/versions; `engine()` upgrades older databases.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 #: How long a SQLite connection waits for another connection's lock before "database is locked".

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["agents", "api_keys", "chat_sessions", "metadata", "session_messages", "usage_calls"]
+__all__ = [
+    "agents", "api_keys", "chat_sessions", "memories", "memory_history", "memory_scopes", "memory_vectors", "metadata",
+    "session_messages", "unmanaged", "usage_calls",
+]
 
 metadata = sa.MetaData()
 
@@ -74,6 +77,8 @@ agents = sa.Table(
     sa.Column("response_cache", sa.String(16), nullable=False, server_default="off"),
     sa.Column("max_total_cost_usd", sa.Float),
     sa.Column("memory", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Anthropic's memory tool (a /memories folder) for the agent's Claude models
+    sa.Column("memory_tool", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("extra", sa.JSON),  # provider request fields, e.g. {"thinking": {...}}
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
@@ -109,3 +114,69 @@ session_messages = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.UniqueConstraint("session_id", "seq", name="uq_session_messages_seq"),
 )
+
+#: Long-term memories of agents (`agent` is an agent id, or "*" for every agent).
+#: Ids are never reused (AUTOINCREMENT): an extraction may name only ids it was shown.
+#: On SQLite a full-text index `memories_fts` (FTS5, kept in sync by triggers) sits
+#: beside it; it is created by migration 0004, not by this metadata.
+memories = sa.Table(
+    "memories",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("agent", sa.String(64), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("fingerprint", sa.String(40), nullable=False),  # sha1 of the text lower-cased, spaces collapsed
+    sa.Column("source", sa.String(32), nullable=False, server_default="manual"),  # manual|remember|extract|import|restore
+    sa.Column("session_id", sa.String(64)),  # where it was learned (NULL: by hand)
+    sa.Column("turn", sa.Integer),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("last_recalled_at", sa.Float),
+    sa.Column("recall_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_memories_agent", "agent", "updated_at"),
+    sa.Index("ix_memories_fingerprint", "agent", "fingerprint"),
+    sqlite_autoincrement=True,
+)
+
+#: One vector per memory per embedding model, so spaces never mix: float32, L2-normalised.
+memory_vectors = sa.Table(
+    "memory_vectors",
+    metadata,
+    sa.Column("memory_id", sa.Integer, primary_key=True),
+    sa.Column("model", sa.String(255), primary_key=True),  # "local:…" or "<provider>:<upstream id>"
+    sa.Column("dim", sa.Integer, nullable=False),
+    sa.Column("vector", sa.LargeBinary, nullable=False),
+    sa.Index("ix_memory_vectors_model", "model"),
+)
+
+#: Every change to a memory, with the text before and after, so a person can restore it.
+memory_history = sa.Table(
+    "memory_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("memory_id", sa.Integer, nullable=False),
+    sa.Column("agent", sa.String(64), nullable=False),
+    sa.Column("op", sa.String(16), nullable=False),  # add | update | delete | restore
+    sa.Column("old_text", sa.Text),
+    sa.Column("new_text", sa.Text),
+    sa.Column("actor", sa.String(32), nullable=False),  # manual | api | extract | remember | forget | import
+    sa.Column("session_id", sa.String(64)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_memory_history_memory", "memory_id"),
+    sa.Index("ix_memory_history_agent", "agent", "created_at"),
+)
+
+#: A counter per agent scope, bumped by every write: processes compare it with their
+#: in-memory vector index to know when another process changed the memories.
+memory_scopes = sa.Table(
+    "memory_scopes",
+    metadata,
+    sa.Column("agent", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False, server_default="0"),
+)
+
+
+def unmanaged(name: str | None) -> bool:
+    """Tables a migration made outside this metadata: SQLite's FTS5 index of memories
+    and its shadow tables. Schema comparisons skip them."""
+    return bool(name) and str(name).startswith("memories_fts")

@@ -150,7 +150,7 @@ def row_for(rec: "CallRecord") -> dict[str, Any]:
         "upstream_model": rec.upstream_model,
         "agent": ctx.agent if ctx is not None else None,
         "session": ctx.session if ctx is not None else None,
-        "kind": rec.kind,
+        "kind": ctx.kind if ctx is not None and ctx.kind and rec.kind == "chat" else rec.kind,
         "stream": bool(rec.stream),
         "input_tokens": tokens[0],
         "output_tokens": tokens[1],

@@ -95,8 +95,12 @@ def test_interactive_chat_on_a_terminal(use_proto: Any, synapse_env: Path) -> No
     env = {**os.environ, "SYNAPSE_DATA_DIR": str(synapse_env), "NO_PROXY": "127.0.0.1,localhost", "TERM": "dumb"}
     def controlling_tty() -> None:  # the pty becomes the child's terminal, so Ctrl+C is a SIGINT
         import fcntl
+        import signal
         import termios
 
+        # A shell that started this run in the background left SIGINT ignored, and an ignored
+        # signal stays ignored across exec: give the child the default, as a terminal would.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 

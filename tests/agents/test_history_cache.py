@@ -211,3 +211,20 @@ async def test_a_write_elsewhere_during_a_turn_is_not_hidden_by_this_turns_own_w
     await turn(agent, "third", sid)
     sent = " | ".join(sent_texts(proto))
     assert "SUMMARY" in sent and "third" in sent and "first" not in sent
+
+
+async def test_a_meta_changed_by_this_process_is_kept_without_a_read(use_proto: Any, statements: list[str]) -> None:
+    """What memory stores after a turn (update_meta in this process) changes the kept rows
+    too: the next turn sees it and still reads no history."""
+    proto: Proto = use_proto("openai")
+    agent = synapse.Agent(name="a")
+    proto.fake.reply(proto.reply(text="one"), proto.reply(text="two"))
+    sid = (await turn(agent, "first")).session_id
+    store = SessionStore()
+    store.append(sid, [(Message("user", [TextPart("SUMMARY")]), {"through": 0})], "summary")
+    store.update_meta(sid, store.messages(sid)[-1].seq, {"through": 2})
+    statements.clear()
+    await turn(agent, "second", sid)
+    assert not [s for s in statements if s.startswith("SELECT") and "session_messages.content" in s]
+    sent = " | ".join(sent_texts(proto))
+    assert "SUMMARY" in sent and "second" in sent and "first" not in sent

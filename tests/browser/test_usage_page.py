@@ -439,6 +439,8 @@ def test_keyboard(world: dict[str, Any], page: Any, api: ApiClient) -> None:
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Agents"
     page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Memory"
+    page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Models"
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Usage"

@@ -15,7 +15,9 @@ What it does like the real service:
 * Validation with the real messages for what Synapse can get wrong: required fields, unknown
   top-level fields, empty text blocks, temperature range, tool_use/tool_result pairing, more than
   4 `cache_control` blocks, an unknown model (404), a prompt over `context_window` (400
-  "prompt is too long: N tokens > M maximum").
+  "prompt is too long: N tokens > M maximum"). Anthropic-defined client tools
+  (`memory_20250818`) are known only with their `anthropic-beta` header; without it the type is an
+  unknown tag, as on the real API.
 * Streaming is chosen from `"stream": true` in the body, never from `Accept`. SSE frames are
   `event:` + `data:` with LF line ends, most data JSON padded with spaces before its last `}`,
   one `ping` after the first `content_block_start`, tool input starting with `partial_json: ""`,
@@ -74,6 +76,9 @@ _SERVER_TOOL_TYPES = {
     "web_search_20250305": "web_search", "web_fetch_20250910": "web_fetch",
     "code_execution_20250825": "code_execution",
 }
+#: Tool types Anthropic defines and the client runs: their name, and the beta that enables them
+#: (without it the API does not know the type: the same 400 as for any unknown tag).
+_CLIENT_TOOL_TYPES = {"memory_20250818": ("memory", "context-management-2025-06-27")}
 _RESULT_TYPES = frozenset({"web_search_tool_result", "web_fetch_tool_result", "bash_code_execution_tool_result"})
 
 _TOP_LEVEL = frozenset(
@@ -110,6 +115,11 @@ class _Invalid(Exception):
     def __init__(self, status: int, etype: str, message: str) -> None:
         super().__init__(message)
         self.status, self.etype, self.message = status, etype, message
+
+
+def _betas(request: web.Request) -> frozenset[str]:
+    """The `anthropic-beta` header's comma-separated names."""
+    return frozenset(b.strip() for b in request.headers.get("anthropic-beta", "").split(",") if b.strip())
 
 
 class AnthropicFake(FakeServer):
@@ -244,7 +254,7 @@ class AnthropicFake(FakeServer):
             return denied
         try:
             body = await self._body(request)
-            self._validate(body, count_only=False)
+            self._validate(body, count_only=False, betas=_betas(request))
             self._check_thinking(body)
             model = self._model(body["model"])
             blocks, breakpoints = self._prompt_blocks(body)
@@ -267,7 +277,7 @@ class AnthropicFake(FakeServer):
             return denied
         try:
             body = await self._body(request)
-            self._validate(body, count_only=True)
+            self._validate(body, count_only=True, betas=_betas(request))
             self._model(body["model"])
             blocks, _ = self._prompt_blocks(body)
         except _Invalid as exc:
@@ -319,7 +329,7 @@ class AnthropicFake(FakeServer):
 
     # --- validation --------------------------------------------------------------------------
 
-    def _validate(self, body: dict[str, Any], count_only: bool) -> None:
+    def _validate(self, body: dict[str, Any], count_only: bool, betas: frozenset[str] = frozenset()) -> None:
         bad = lambda msg: _Invalid(400, "invalid_request_error", msg)  # noqa: E731
         for key in body:
             if key not in _TOP_LEVEL:
@@ -354,7 +364,11 @@ class AnthropicFake(FakeServer):
             if "input_schema" not in tool and tool.get("type") in (None, "custom"):
                 raise bad(f"tools.{i}.custom.input_schema: Field required")
             kind = tool.get("type")
-            if kind not in (None, "custom"):
+            client = _CLIENT_TOOL_TYPES.get(kind)
+            if client is not None and client[1] in betas:
+                if tool["name"] != client[0]:
+                    raise bad(f"tools.{i}.{kind}.name: Input should be '{client[0]}'")
+            elif kind not in (None, "custom"):
                 expected = _SERVER_TOOL_TYPES.get(kind)
                 if expected is None:
                     raise bad(f"tools.{i}: Input tag '{kind}' found using 'type' does not match any of the expected tags")

@@ -775,6 +775,8 @@ class BedrockFake(FakeServer):
             texts = data.get("texts")
             if not isinstance(texts, list) or not texts or "input_type" not in data:
                 raise _Reject(400, "ValidationException", "Malformed input request: #: required key [texts] not found, please reformat your input and try again.")
+            if data["input_type"] not in ("search_document", "search_query", "classification", "clustering"):
+                raise _Reject(400, "ValidationException", f"Malformed input request: #/input_type: {data['input_type']} is not a valid enum value, please reformat your input and try again.")
             body: dict[str, Any] = {
                 "embeddings": [_vector(str(t), 1024) for t in texts],
                 "id": rid,

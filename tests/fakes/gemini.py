@@ -684,7 +684,8 @@ class GeminiFake(FakeServer):
 
         try:
             if method == "embedContent":
-                return self._json({"embedding": {"values": self._vector(text_of(body, "EmbedContentRequest"))}})
+                text, task = text_of(body, "EmbedContentRequest"), _task_type(body, "task_type")
+                return self._json({"embedding": {"values": self._vector(f"{task}\x00{text}" if task else text)}})
             requests = _get(body, "requests")
             if not requests:
                 raise _Invalid("* BatchEmbedContentsRequest.requests: must not be empty\n")
@@ -697,14 +698,34 @@ class GeminiFake(FakeServer):
                     raise _Invalid(f"* BatchEmbedContentsRequest.requests[{i}].model: the model of every request "
                                    f"must match the batch model models/{name}\n")
                 text = text_of(item, f"BatchEmbedContentsRequest.requests[{i}]")
+                task = _task_type(item, f"requests[{i}]")
                 tokens += estimate_tokens(text)
-                vectors.append({"values": self._vector(text)})
+                # the real model embeds a text differently per task type
+                vectors.append({"values": self._vector(f"{task}\x00{text}" if task else text)})
         except _Invalid as bad:
             return self._error(bad.code, bad.status, bad.message)
         if not self.embed_usage:
             return self._json({"embeddings": vectors})
         return self._json({"embeddings": vectors, "usageMetadata": {
             "promptTokenCount": tokens, "promptTokenDetails": [{"modality": "TEXT", "tokenCount": tokens}]}})
+
+
+#: The TaskType enum of the embedding requests.
+TASK_TYPES = frozenset({"TASK_TYPE_UNSPECIFIED", "RETRIEVAL_QUERY", "RETRIEVAL_DOCUMENT", "SEMANTIC_SIMILARITY",
+                        "CLASSIFICATION", "CLUSTERING", "QUESTION_ANSWERING", "FACT_VERIFICATION",
+                        "CODE_RETRIEVAL_QUERY"})
+
+
+def _task_type(item: Any, where: str) -> str | None:
+    """The request's taskType; a value outside the enum fails JSON parsing, as upstream."""
+    task = _get(item, "taskType")
+    if task is None:
+        return None
+    if task not in TASK_TYPES:
+        field = where if where.endswith("task_type") else f"{where}.task_type"
+        raise _Invalid(f"Invalid value at '{field}' (type.googleapis.com/google.ai.generativelanguage.v1beta.TaskType), "
+                       f"{json.dumps(task)}")
+    return None if task == "TASK_TYPE_UNSPECIFIED" else str(task)
 
 
 def _split(text: str) -> list[str]:

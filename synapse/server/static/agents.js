@@ -17,6 +17,7 @@
       max_total_cost_usd: num("#f-cost"),
       response_cache: $("#f-cache").value,
       memory: $("#f-memory").checked,
+      memory_tool: $("#f-memory-tool").checked,
     };
   }
 
@@ -67,6 +68,7 @@
     $("#f-cost").value = a.max_total_cost_usd ?? "";
     $("#f-cache").value = a.response_cache || "off";
     $("#f-memory").checked = !!a.memory;
+    $("#f-memory-tool").checked = !!a.memory_tool;
     for (const id of ["#duplicate", "#export-one", "#delete", "#chat-with"]) $(id).hidden = isNew;
     resetDelete();
     $("#form-msg").textContent = "";

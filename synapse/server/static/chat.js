@@ -4,7 +4,7 @@
 // Markdown through SynapseMarkdown (sanitised, as DOM nodes).
 "use strict";
 (function () {
-  const { $, el, api, showBanner } = window.Synapse;
+  const { $, el, api, showBanner, ago } = window.Synapse;
   const md = window.SynapseMarkdown;
   let csrf = document.querySelector('meta[name="csrf-token"]').content;
 
@@ -20,13 +20,6 @@
     if (v === null || v === undefined) return "price unknown";
     if (v === 0) return "$0";
     return v < 0.01 ? "$" + v.toFixed(4) : "$" + v.toFixed(3);
-  }
-  function ago(ts) {
-    const s = Date.now() / 1000 - ts;
-    if (s < 60) return "just now";
-    if (s < 3600) return Math.floor(s / 60) + " min ago";
-    if (s < 86400) return Math.floor(s / 3600) + " h ago";
-    return new Date(ts * 1000).toLocaleDateString();
   }
   function scrollDown(force) {
     const c = $("#conversation");
@@ -167,7 +160,9 @@
 
   // One assistant turn: segments (thinking, text, tools) in the order they happen, then a meta line.
   class Turn {
-    constructor(agentName) {
+    constructor(agentName, agentId) {
+      this.agentId = agentId || null;
+      this.memRecalled = null; this.memOutcome = null; this.memNode = null; this.memPending = false;
       $("#welcome") && $("#welcome").remove();
       this.root = el("div", { class: "msg msg-assistant" });
       this.root.append(el("div", { class: "who", text: agentName || "Assistant" }));
@@ -267,10 +262,67 @@
       if (extra && extra.stopped) line.append(el("span", { class: "stopped", text: "stopped" }));
       if (extra && extra.note) line.append(el("span", { class: "stopped", text: extra.note }));
       this.root.append(line);
+      if (this.memNode) this.root.append(this.memNode);  // under the reply's line
     }
     error(message) {
       this.root.append(el("div", { class: "error-box", text: message }));
     }
+    // Long-term memory: what was recalled for this reply, and what the turn changed (it
+    // arrives after `done`: until then the line says the turn is still being read).
+    memory(recalled, outcome, pending) {
+      if (recalled !== undefined) this.memRecalled = recalled;
+      if (outcome !== undefined) this.memOutcome = outcome;
+      this.memPending = !!pending && !this.memOutcome;
+      const note = memoryNote(this.memRecalled, this.memOutcome, this.memPending, this.agentId);
+      if (this.memNode) this.memNode.replaceWith(note); else this.root.append(note);
+      this.memNode = note;
+    }
+  }
+
+  const OPS = { add: "added", update: "changed", delete: "forgot", create: "created", str_replace: "edited",
+                insert: "edited", rename: "renamed" };
+
+  function memoryNote(recalled, outcome, pending, agentId) {
+    const d = el("details", { class: "memory-note" });
+    const head = [];
+    const mem = recalled || {};
+    const hits = mem.recalled || [];
+    if (hits.length) head.push(hits.length + " recalled");
+    if (mem.error) head.push(mem.error);
+    const changes = outcome ? outcome.changes || [] : [];
+    for (const [op, word] of Object.entries(OPS)) {
+      const n = changes.filter((c) => c.op === op).length;
+      if (n) head.push(n + " " + word);
+    }
+    if (pending) head.push("reading the exchange for what to remember…");
+    else if (outcome && !changes.length) head.push(outcome.status === "error" ? "not updated: " + outcome.reason : "nothing new to remember");
+    if (outcome && outcome.status === "error") d.classList.add("error");
+    d.append(el("summary", { text: "Memory: " + (head.join(" · ") || "nothing recalled") }));
+    if (hits.length) {
+      d.append(el("div", { text: "Recalled for this reply:" }));
+      const ul = el("ul");
+      for (const h of hits) ul.append(el("li", {}, el("span", { class: "op", text: "#" + h.id + (h.shared ? " (shared)" : "") + " " }), h.text));
+      d.append(ul);
+    }
+    if (changes.length) {
+      d.append(el("div", { text: "Written or changed by this turn:" }));
+      const ul = el("ul");
+      for (const c of changes) {
+        const li = el("li", {}, el("span", { class: "op", text: (OPS[c.op] || c.op) + (c.id !== undefined && c.id !== null ? " #" + c.id : "") + " " }));
+        if (c.path) li.append(el("code", { text: c.path }), " ");
+        if (c.old_text && c.text) li.append(el("span", { class: "old", text: c.old_text }), " → ", c.text);
+        else li.append(c.text || c.old_text || "");
+        li.append(el("span", { text: " (" + ({ extract: "after the turn", remember: "remember tool", forget: "forget tool", memory_tool: "memory tool" }[c.by] || c.by) + ")" }));
+        ul.append(li);
+      }
+      d.append(ul);
+    }
+    if (outcome && outcome.rejected && outcome.rejected.length) {
+      d.append(el("div", { text: outcome.rejected.length + " proposed change(s) refused: " + outcome.rejected.map((r) => r.reason).join("; ") }));
+    }
+    if (outcome && outcome.status === "error") d.append(el("div", { text: outcome.reason }));
+    d.append(el("a", { href: "/memory#" + encodeURIComponent(agentId || "*"), text: "See all memories" }));
+    return d;
   }
 
   function eventNote(text) {
@@ -282,16 +334,22 @@
     const results = {};
     for (const m of session.messages) for (const r of m.tool_results) results[r.tool_call_id] = r;
     let turn = null;
+    let memory = null;  // stored with the user message, shown under the reply to it
     for (const m of session.messages) {
       if (m.kind === "summary") { eventNote("Earlier messages were summarised to fit the model's context window (the originals are kept)."); continue; }
       if (m.role === "user") {
         if (m.text || m.images) {
           if (turn) { turn.meta(turn.flags); turn = null; }
           userBubble(m.text, [], m.images ? m.images + " image" + (m.images > 1 ? "s" : "") + " attached" : "");
+          memory = m.meta && m.meta.memory ? m.meta.memory : null;
         }
         continue;
       }
-      if (!turn) { turn = new Turn(session.agent); turn.flags = {}; }
+      if (!turn) {
+        turn = new Turn(session.agent, session.agent_id); turn.flags = {};
+        if (memory) turn.memory({ recalled: memory.recalled || [], error: memory.error }, memory.outcome || null, false);
+        memory = null;
+      }
       const round = (m.meta.round || 0) + 1000 * m.seq;
       if (m.reasoning) turn.addThinking(round, m.reasoning);
       if (m.text) { turn.addText(round, m.text); turn.finishText(); }
@@ -383,9 +441,10 @@
     state.attachments = []; renderAttachments();
     showBanner("");
     userBubble(text, images.map((i) => i.url));
-    const turn = new Turn(agent ? agent.name : "Assistant");
+    const turn = new Turn(agent ? agent.name : "Assistant", agent ? agent.id : null);
     const controller = new AbortController();
-    state.streaming = { controller, turn };
+    const mine = { controller, turn };
+    state.streaming = mine;
     setStreaming(true);
     scrollDown(true);
     let ended = false;
@@ -408,7 +467,12 @@
         while ((cut = buf.indexOf("\n\n")) >= 0) {
           const block = buf.slice(0, cut); buf = buf.slice(cut + 2);
           const line = block.split("\n").find((l) => l.startsWith("data: "));
-          if (line) { if (onEvent(turn, JSON.parse(line.slice(6)), model)) ended = true; }
+          if (line && onEvent(turn, JSON.parse(line.slice(6)), model) && !ended) {
+            // The reply is complete: the composer is free again, while events that follow
+            // `done` (what memory made of the turn) are still read into this turn.
+            ended = true;
+            release(mine);
+          }
         }
       }
     } catch (e) {
@@ -421,13 +485,20 @@
         ended = true;
       }
     } finally {
-      state.streaming = null;
-      setStreaming(false);
       turn.finishText();
       if (!ended) turn.meta({ note: "the connection ended early" });
+      if (turn.memPending) turn.memory(undefined, undefined, false);
+      release(mine);
       if (state.sessionId) refreshSessionBits();
-      $("#prompt").focus();
     }
+  }
+
+  // The turn `mine` no longer holds the composer (its reply ended, or its stream did).
+  function release(mine) {
+    if (state.streaming !== mine) return;
+    state.streaming = null;
+    setStreaming(false);
+    $("#prompt").focus();
   }
 
   async function refreshSessionBits() {
@@ -463,14 +534,22 @@
       case "done":
         turn.finishText();
         turn.meta(e.stop_reason === "max_turns" ? { note: e.message } : {});
+        if (turn.memRecalled) turn.memory(undefined, undefined, true);
         return true;
+      case "memory_recalled":
+        turn.memory({ recalled: e.memories, error: e.error }, undefined, false);
+        return false;
+      case "memory":
+        turn.memory(undefined, e, false);
+        if (state.sessionId) refreshSessionBits();
+        return false;
       case "error":
         turn.finishText();
         turn.error(e.message);
         if (e.usage) turn.meta({});
         return true;
       default:
-        return false;  // events added later (memory) are ignored here until shown
+        return false;  // events this page does not know yet
     }
   }
 

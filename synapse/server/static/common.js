@@ -51,6 +51,15 @@ window.Synapse = (function () {
     return data;
   }
 
+  // "3 min ago", "2 h ago", or the date.
+  function ago(ts) {
+    const s = Date.now() / 1000 - ts;
+    if (s < 60) return "just now";
+    if (s < 3600) return Math.floor(s / 60) + " min ago";
+    if (s < 86400) return Math.floor(s / 3600) + " h ago";
+    return new Date(ts * 1000).toLocaleDateString();
+  }
+
   function showBanner(message) {
     const b = $("#banner");
     b.textContent = message || "";
@@ -67,5 +76,5 @@ window.Synapse = (function () {
     });
   }
 
-  return { $, el, api, showBanner };
+  return { $, el, api, showBanner, ago };
 })();
