@@ -119,7 +119,7 @@ class Settings(Mapping[str, Any]):
             raise KeyError(key)
         return value
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         """Like Mapping.get, without raising and catching KeyError on the way: the call
         path reads a dozen settings a request, most of them defaults."""
         value = self.file_values.get(key)

@@ -136,7 +136,7 @@ class _Statements:
         from ..storage.tables import chat_sessions as t
         from ..storage.tables import session_messages as m
 
-        sid = sa.bindparam("sid")
+        sid: Any = sa.bindparam("sid")
         newest = sa.select(sa.func.max(m.c.seq)).where(m.c.session_id == t.c.id).scalar_subquery()
         self.session_and_version = sa.select(t, newest.label("last_seq")).where(t.c.id == sid)
         self.rows = (sa.select(m.c.seq, m.c.kind, m.c.role, m.c.content, m.c.meta, m.c.created_at)
