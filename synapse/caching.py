@@ -31,7 +31,8 @@ Response cache
 --------------
 Off by default; enabled per call (`achat(..., cache="exact" | "semantic")`) or per
 agent (`CallContext(cache=...)`). Entries live `response_cache_ttl` seconds (default
-`DEFAULT_TTL`, one hour) in `<data dir>/cache/responses.sqlite3`.
+`DEFAULT_TTL`, one hour) in `<data dir>/cache/responses.sqlite3`, or in Redis when
+`redis_url` is set (scale mode: every instance shares it; synapse/scale/response_cache.py).
 
 * exact: the key is a SHA-256 of the routed model and the canonical request.
 * semantic: additionally, a request whose last user message embeds (with the
@@ -72,6 +73,7 @@ __all__ = [
     "CHARS_PER_TOKEN",
     "DEFAULT_MIN_CACHE_TOKENS",
     "DEFAULT_TTL",
+    "most_similar",
     "MAX_BREAKPOINTS",
     "MIN_CACHE_TOKENS",
     "SEMANTIC_THRESHOLD",
@@ -537,26 +539,14 @@ class ResponseCache:
 
     def get_similar(self, scope: str, vector: list[float]) -> Response | None:
         """The stored response in `scope` most similar to `vector`, if it reaches the threshold."""
-        import numpy as np
-
         now = time.time()
         with self._lock:
             rows = self._db.execute(
                 "SELECT vector, response FROM responses WHERE scope = ? AND expires > ? AND vector IS NOT NULL",
                 (scope, now),
             ).fetchall()
-        if not rows:
-            return None
-        q = np.asarray(vector, dtype=np.float32)
-        q /= np.linalg.norm(q) or 1.0
-        matrix = np.stack([np.frombuffer(r[0], dtype=np.float32) for r in rows if len(r[0]) == q.nbytes] or [q * 0])
-        norms = np.linalg.norm(matrix, axis=1)
-        norms[norms == 0] = 1.0
-        sims = (matrix @ q) / norms
-        best = int(np.argmax(sims))
-        if float(sims[best]) >= self.threshold:
-            return _load_response(rows[best][1])
-        return None
+        best = most_similar([r[0] for r in rows], vector, self.threshold)
+        return _load_response(rows[best][1]) if best is not None else None
 
     def put(self, key: str, model: str, response: Response, scope: str | None = None,
             vector: list[float] | None = None) -> None:
@@ -578,6 +568,35 @@ class ResponseCache:
         with self._lock:
             self._db.execute("DELETE FROM responses")
 
+    # The call path's interface (a local file answers at once; scale mode's Redis cache awaits).
+
+    async def aget(self, key: str) -> Response | None:
+        return self.get(key)
+
+    async def aget_similar(self, scope: str, vector: list[float]) -> Response | None:
+        return self.get_similar(scope, vector)
+
+    async def aput(self, key: str, model: str, response: Response, scope: str | None = None,
+                   vector: list[float] | None = None) -> None:
+        self.put(key, model, response, scope, vector)
+
+
+def most_similar(vectors: list[bytes], vector: list[float], threshold: float) -> int | None:
+    """Index of the stored float32 vector most similar to `vector` (cosine), if it reaches `threshold`."""
+    import numpy as np
+
+    q = np.asarray(vector, dtype=np.float32)
+    q /= np.linalg.norm(q) or 1.0
+    usable = [i for i, v in enumerate(vectors) if len(v) == q.nbytes]
+    if not usable:
+        return None
+    matrix = np.stack([np.frombuffer(vectors[i], dtype=np.float32) for i in usable])
+    norms = np.linalg.norm(matrix, axis=1)
+    norms[norms == 0] = 1.0
+    sims = (matrix @ q) / norms
+    best = int(np.argmax(sims))
+    return usable[best] if float(sims[best]) >= threshold else None
+
 
 _caches: dict[tuple[Path, float, float], ResponseCache] = {}
 _caches_lock = threading.Lock()
@@ -591,7 +610,21 @@ def _float_setting(settings: Mapping[str, Any], key: str, default: float) -> flo
         return default
 
 
-def response_cache(settings: Mapping[str, Any]) -> ResponseCache:
+def response_cache(settings: Mapping[str, Any]) -> Any:
+    """The response cache these settings use: Redis when `redis_url` is set (shared by every
+    instance, synapse/scale/response_cache.py), else the data folder's file."""
+    from .scale.shared import redis_url
+
+    url = redis_url(settings)
+    if url:
+        from .scale.response_cache import redis_cache
+
+        return redis_cache(url, _float_setting(settings, "response_cache_ttl", DEFAULT_TTL),
+                           _float_setting(settings, "response_cache_similarity", SEMANTIC_THRESHOLD))
+    return _file_cache(settings)
+
+
+def _file_cache(settings: Mapping[str, Any]) -> ResponseCache:
     """The response cache of the data folder these settings belong to."""
     path = getattr(settings, "path", None)
     if path is not None:

@@ -508,6 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_memory(sub)
 
     register_keys(sub)
+    from .scale.cli import register as register_scale
+
+    register_scale(sub)
 
     p = sub.add_parser("serve", help="start the web app (Chat, Agents, Settings) and the /v1 gateway")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; another "

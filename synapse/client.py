@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +125,8 @@ class CallRecord:
     response_cache_hit: bool = False
     #: The settings the call ran under (the ledger writes to their data folder's database).
     settings: Mapping[str, Any] | None = None
+    #: The row's id in the ledger (`usage_calls.call_id`); empty: the ledger makes one.
+    call_id: str = ""
 
 
 Observer = Callable[[CallRecord], None]
@@ -198,10 +200,10 @@ class _CacheSlot:
     scope: str | None = None
     vector: list[float] | None = None
 
-    def store(self, model: str, response: Response) -> None:
+    async def store(self, model: str, response: Response) -> None:
         try:
-            self.cache.put(self.key, model, response, self.scope, self.vector)
-        except Exception:  # a full disk must not fail a call that worked
+            await self.cache.aput(self.key, model, response, self.scope, self.vector)
+        except Exception:  # a full disk (or Redis gone) must not fail a call that worked
             pass
 
 
@@ -213,7 +215,7 @@ async def _response_cache_lookup(
     try:
         rc = response_cache(cfg)
         slot = _CacheSlot(rc, exact_key(route.model, req))
-        hit = rc.get(slot.key)
+        hit = await rc.aget(slot.key)
     except Exception:  # an unreadable cache means a normal call, not a failure
         return None, None
     if hit is None and mode == "semantic":
@@ -222,7 +224,7 @@ async def _response_cache_lookup(
             try:
                 scope = semantic_scope(route.model, req)
                 vector = (await aembed(None, [query], settings=cfg, context=context))[0]
-                hit = rc.get_similar(scope, vector)
+                hit = await rc.aget_similar(scope, vector)
                 slot.scope, slot.vector = scope, vector
             except Exception:  # the embedding model failed: exact matching still works
                 pass
@@ -384,7 +386,7 @@ async def achat(
     response.model = route.model
     call.record(usage=response.usage, ttft=call.elapsed())
     if slot is not None:
-        slot.store(route.model, response)
+        await slot.store(route.model, response)
     return response
 
 
@@ -450,15 +452,28 @@ async def astream(
         if done is None:  # the caller stopped reading (or was cancelled) before the end, or a bug
             call.record(_outcome(exc), _usage_so_far(req), ttft=ttft)
         else:  # the caller stopped at the final event: the call completed
-            _stream_done(call, done, ttft, slot)
+            store = _stream_done(call, done, ttft, slot)
+            if store is not None:  # no more awaits in a closing generator: the write runs as a task
+                task = asyncio.get_running_loop().create_task(store)
+                _storing.add(task)
+                task.add_done_callback(_storing.discard)
         raise
-    _stream_done(call, done, ttft, slot)
+    store = _stream_done(call, done, ttft, slot)
+    if store is not None:
+        await store
 
 
-def _stream_done(call: _Call, done: Response | None, ttft: float | None, slot: _CacheSlot | None) -> None:
+def _stream_done(call: _Call, done: Response | None, ttft: float | None,
+                 slot: _CacheSlot | None) -> Coroutine[Any, Any, None] | None:
+    """Record the stream; the response-cache write to run, if there is one."""
     call.record(usage=done.usage if done is not None else None, ttft=ttft)
-    if slot is not None and done is not None:
-        slot.store(call.route.model, done)
+    if slot is None or done is None:
+        return None
+    return slot.store(call.route.model, done)
+
+
+#: Response-cache writes of streams in flight (held so they are not collected early).
+_storing: set["asyncio.Task[None]"] = set()
 
 
 async def aembed(

@@ -139,6 +139,24 @@ def _database(s: "Settings") -> Finding:
                        "check database_url (`synapse config get database_url`) and that the database server runs")
 
 
+def _unreadable(exc: Exception) -> Finding:
+    """Why the settings cannot be read: the file, or in scale mode the secret key or the database."""
+    from .scale.secrets import SecretKeyError
+    from .scale.settings_store import is_scale
+    from .settings import file_settings
+
+    if isinstance(exc, SecretKeyError):
+        return Finding("secret key", "problem", str(exc), "synapse secrets new, then set SYNAPSE_SECRET_KEY")
+    try:
+        scale = is_scale(file_settings())
+    except Exception:
+        scale = False
+    if scale:
+        return Finding("database", "problem", str(exc),
+                       "start PostgreSQL, or fix SYNAPSE_DATABASE_URL / database_url in settings.json")
+    return Finding("settings", "problem", str(exc), "fix the file by hand; Synapse will not overwrite it")
+
+
 def _default_model(s: "Settings", reachable: Mapping[str, str]) -> Finding:
     from .errors import SynapseError
     from .providers.routing import resolve
@@ -186,7 +204,7 @@ def diagnose(*, fix: bool = False, providers: bool = True) -> list[Finding]:
     try:
         s = settings.load()
     except SettingsError as exc:
-        return out + [Finding("settings", "problem", str(exc), "fix the file by hand; Synapse will not overwrite it")]
+        return out + [_unreadable(exc)]
     out += _settings_values(s)
     out.append(_database(s))
     statuses = check_providers(s) if providers else []

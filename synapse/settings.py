@@ -7,6 +7,10 @@ variable for it. Saving re-reads the file under a lock, applies only the changed
 kept), writes a temporary file with mode 0600 and renames it over the old one.
 A malformed file is never overwritten. What each key means, its default and how a value
 is checked live in `settings_schema.py`; files are made private by `private_files.py`.
+
+Scale mode (a PostgreSQL `database_url`, SYNAPSE_DATABASE_URL winning): `load()` returns the
+shared `settings` table instead, seeded from this file, and `update()` writes there and tells
+every instance (synapse/scale/settings_store.py); `database_url` and `redis_url` stay here.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ __all__ = [
     "ENV_FALLBACKS",
     "Settings",
     "data_dir",
+    "file_settings",
     "is_secret",
     "load",
     "mask",
@@ -236,14 +241,58 @@ def load(path: Path | None = None, *, max_age: float = 0.0) -> Settings:
         stamp = (0, -1)
     cached = _cache.get(path)
     if cached is not None and cached[0] == stamp:
-        return cached[1]
-    settings = Settings(path, _read_file(path))
-    _cache[path] = (stamp, settings)
+        settings = cached[1]
+    else:
+        settings = Settings(path, _read_file(path))
+        _cache[path] = (stamp, settings)
+    if _scale_of(settings) is not None:
+        return _shared(settings)
     return settings
 
 
+def file_settings(path: Path | None = None) -> Settings:
+    """settings.json alone (no shared table even in scale mode): where the shared state is."""
+    path = path or settings_path()
+    return Settings(path, _read_file(path))
+
+
+#: Scale mode: settings.json path -> (the table's decoded values it was built from, the Settings).
+_scale_cache: dict[Path, tuple[Any, Settings]] = {}
+
+
+def _scale_of(settings: Settings) -> Any:
+    """The shared settings store when these settings (or the environment) are in scale mode."""
+    if not settings.file_values.get("database_url") and not getenv("SYNAPSE_DATABASE_URL"):
+        return None
+    from .scale.settings_store import scale_url, store_for
+
+    url = scale_url(settings.file_values)
+    return store_for(url) if url else None
+
+
+def _shared(file_settings: Settings) -> Settings:
+    """Scale mode: the `settings` table (seeded from settings.json), plus where the shared
+    state is (database_url, redis_url) from the file. See synapse/scale/settings_store.py."""
+    from .scale.secrets import fernet
+    from .scale.settings_store import BOOTSTRAP
+
+    fernet()  # no SYNAPSE_SECRET_KEY: refuse, and say how to make one
+    store = _scale_of(file_settings)
+    values = store.values(file_settings.file_values)
+    cached = _scale_cache.get(file_settings.path)
+    if cached is not None and cached[0] is values and cached[1].file_values.get("database_url") == \
+            file_settings.file_values.get("database_url"):
+        return cached[1]
+    merged = {k: v for k, v in values.items() if k not in BOOTSTRAP}
+    merged.update({k: file_settings.file_values[k] for k in BOOTSTRAP if k in file_settings.file_values})
+    shared = Settings(file_settings.path, merged)
+    _scale_cache[file_settings.path] = (values, shared)
+    return shared
+
+
 def update(changes: Mapping[str, Any], path: Path | None = None) -> Settings:
-    """Apply `changes` to settings.json atomically. A value of None removes the key.
+    """Apply `changes` to settings.json atomically (in scale mode: to the shared table, except
+    `database_url` and `redis_url`). A value of None removes the key.
 
     Each value goes through its schema check first (nothing is written if one fails).
     Holds an exclusive lock on `settings.json.lock` while it re-reads, merges and
@@ -254,6 +303,17 @@ def update(changes: Mapping[str, Any], path: Path | None = None) -> Settings:
 
     path = path or settings_path()
     clean = {k: (None if v is None else coerce(k, v)) for k, v in changes.items()}
+    current_settings = load(path)
+    store = _scale_of(current_settings)
+    if store is not None:  # scale mode: the table, and a notice to every instance
+        from .scale.settings_store import BOOTSTRAP
+
+        shared = {k: v for k, v in clean.items() if k not in BOOTSTRAP}
+        if shared:
+            store.write(shared)
+        clean = {k: v for k, v in clean.items() if k in BOOTSTRAP}
+        if not clean:
+            return load(path)
     ensure_dir(path.parent)
     with _save_lock, open(path.with_name(path.name + ".lock"), "a") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
@@ -269,6 +329,11 @@ def update(changes: Mapping[str, Any], path: Path | None = None) -> Settings:
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
     _cache.pop(path, None)
+    if any(k in ("database_url", "redis_url") for k in clean):
+        try:
+            return load(path)
+        except SettingsError:  # saved; scale mode's own needs (the secret key, the server) are told next time
+            return file_settings(path)
     return load(path)
 
 

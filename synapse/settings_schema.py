@@ -30,6 +30,7 @@ __all__ = [
     "Networks",
     "Number",
     "OrEmpty",
+    "RedisUrl",
     "Region",
     "Secret",
     "Setting",
@@ -128,6 +129,21 @@ class DatabaseUrl(Check):
         if text and not self._SCHEME.match(text):
             raise SettingsError(f"{label} must be a database URL such as sqlite:///path/synapse.db "
                                 "or postgresql+psycopg://user:password@host/synapse")
+        return text
+
+
+class RedisUrl(Check):
+    """redis://[:password@]host[:port][/db] or rediss:// (TLS). Empty: no Redis."""
+
+    expects = "a Redis URL (redis://host:6379/0, rediss://…)"
+
+    def __call__(self, label: str, value: Any, *, strict: bool = False) -> Any:
+        text = self._line(label, value)
+        if not text:
+            return ""
+        parts = urlsplit(text)
+        if parts.scheme not in ("redis", "rediss") or not parts.netloc or any(c.isspace() for c in text):
+            raise SettingsError(f"{label} must be a Redis URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS)")
         return text
 
 
@@ -406,8 +422,12 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("max_retries", 2, "retries after a failed attempt (rate limits, overloads, 5xx)",
             Number(ge=0, le=100, whole=True)),
     # Storage and caches.
-    Setting("database_url", "", "database for the usage ledger (empty: synapse.db in the data folder)",
-            DatabaseUrl()),
+    Setting("database_url", "", "database for the usage ledger, agents, sessions, API keys (empty: synapse.db in "
+            "the data folder); postgresql://… is scale mode: settings and logins move there too, provider keys "
+            "encrypted with SYNAPSE_SECRET_KEY. SYNAPSE_DATABASE_URL wins over it", DatabaseUrl()),
+    Setting("redis_url", "", "scale mode's Redis (redis://host:6379/0, rediss:// for TLS): shared response cache, "
+            "rate limits and budgets, login throttling and sessions, status dots, settings-changed notices. "
+            "SYNAPSE_REDIS_URL wins over it", RedisUrl()),
     Setting("response_cache_ttl", 3600, "seconds a response-cache entry lives", Number(ge=0, le=3650 * _DAY)),
     Setting("response_cache_similarity", 0.95, "cosine similarity a semantic response-cache hit needs",
             Number(gt=0, le=1)),
@@ -418,7 +438,8 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("model_aliases", {}, 'names that stand for a model, for every caller: {"fast": "claude-haiku-4-5"}',
             Aliases()),
     Setting("trusted_proxies", "", "reverse proxies (IPs or networks) whose X-Forwarded-For and "
-            "X-Forwarded-Proto the web app believes; read when `synapse serve` starts", Networks()),
+            "X-Forwarded-Proto the web app believes; read when `synapse serve` starts", Networks(),
+            ("SYNAPSE_TRUSTED_PROXIES",)),
     # Agents and chat.
     Setting("auto_compact_enabled", True, "shorten, then summarise, a session's history that outgrows the "
             "model's context window (the full original stays stored)", _B),

@@ -23,19 +23,124 @@ _PROVIDER_ENV = sorted(
 )
 
 
+#: Scale-mode variables that must not leak in from the developer's shell.
+_SCALE_ENV = ("SYNAPSE_DATABASE_URL", "SYNAPSE_REDIS_URL", "SYNAPSE_SECRET_KEY")
+#: A fixed Fernet key for the tests that run on PostgreSQL (scale mode needs one).
+TEST_SECRET_KEY = "q3rrhxDkoQ6gKk0pu9pKMxFObUQq7m8F8X0eJfz0SdM="
+
+
 @pytest.fixture
-def synapse_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh, empty data folder and no provider variables in the environment."""
+def synapse_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database: str) -> Path:
+    """A fresh, empty data folder and no provider variables in the environment; on a
+    fresh PostgreSQL database (scale mode) when the test is parametrised so (`database`)."""
     data = tmp_path / "synapse-data"
     monkeypatch.setenv("SYNAPSE_DATA_DIR", str(data))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    for name in _PROVIDER_ENV:
+    for name in (*_PROVIDER_ENV, *_SCALE_ENV):
         monkeypatch.delenv(name, raising=False)
+    if database:
+        monkeypatch.setenv("SYNAPSE_DATABASE_URL", database)
+        monkeypatch.setenv("SYNAPSE_SECRET_KEY", TEST_SECRET_KEY)
     settings_mod._cache.clear()
+    settings_mod._scale_cache.clear()
     from synapse import providers
 
     providers._adapters.clear()
     return data
+
+
+# --- the database every database test runs on: SQLite, and PostgreSQL -------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked `database` (and whose fixtures reach `synapse_env`) run twice: on SQLite
+    and on a fresh PostgreSQL database (scale mode). One fixture, no copied tests."""
+    marked = metafunc.definition.get_closest_marker("database")
+    if "database" in metafunc.fixturenames and marked and not metafunc.definition.get_closest_marker("sqlite_only"):
+        metafunc.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """One PostgreSQL for the run, with a migrated template database each test copies."""
+    from tests.servers import Postgres, need, postgres_bin
+
+    need("PostgreSQL (pgserver, in requirements-dev.lock)", postgres_bin() is not None)
+    server = Postgres().start()  # its own folder under /tmp: pytest's is private to root
+    try:
+        url = server.create_database("synapse_template")
+        from synapse import storage
+
+        eng = storage.engine(url)
+        eng.dispose()
+        storage._engines.pop(storage.normalize_url(url), None)
+        yield server
+    finally:
+        server.close()
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    """One redis-server for the run (Debian's; .ci/run installs it)."""
+    import shutil
+
+    from tests.servers import Redis, need
+
+    need("redis-server (apt-get install redis-server)", shutil.which("redis-server") is not None
+         or os.path.exists("/usr/bin/redis-server"))
+    server = Redis().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: Any, monkeypatch: pytest.MonkeyPatch, synapse_env: Path) -> Iterator[str]:
+    """SYNAPSE_REDIS_URL set to the test Redis, emptied first."""
+    from synapse.scale import shared
+
+    if redis_server.proc is None:  # a test stopped it
+        redis_server.start()
+    redis_server.flush()
+    shared.reset()
+    monkeypatch.setenv("SYNAPSE_REDIS_URL", redis_server.url)
+    yield redis_server.url
+    shared.reset()
+
+
+@pytest.fixture
+def empty_database(request: pytest.FixtureRequest, database: str, tmp_path: Path) -> str:
+    """A database with no tables yet: a new SQLite file, or a new PostgreSQL database."""
+    if not database:
+        return f"sqlite:///{tmp_path / 'empty.db'}"
+    server = request.getfixturevalue("pg_server")
+    return server.create_database(f"e{os.getpid()}_{next(_databases)}")
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """"" (SQLite in the data folder) or the URL of a fresh PostgreSQL database."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "sqlite":
+        yield ""
+        return
+    server = request.getfixturevalue("pg_server")
+    name = f"t{os.getpid()}_{next(_databases)}"
+    url = server.create_database(name, template="synapse_template")
+    yield url
+    from synapse import storage
+    from synapse.scale import settings_store
+    from synapse.usage.ledger import ledger
+
+    ledger.flush(10)
+    settings_store.reset()
+    eng = storage._engines.pop(storage.normalize_url(url), None)
+    if eng is not None:
+        eng.dispose()
 
 
 @pytest.fixture

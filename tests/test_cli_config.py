@@ -116,12 +116,18 @@ def test_settings_file_written_by_cli_is_private(cli: Any, synapse_env: Path) ->
 
 
 def test_passwords_in_urls_are_never_shown(cli: Any) -> None:
-    url = "postgresql://synapse:hunter2-db-pass@db.internal:5432/synapse"
-    result = cli("config", "set", "database_url", url)
-    assert result.code == 0 and "hunter2" not in result.out
-    assert cli("config", "get", "database_url").out.strip() == "postgresql://synapse:****@db.internal:5432/synapse"
+    result = cli("config", "set", "redis_url", "redis://:hunter2-redis-pass@cache.internal:6379/0")
+    assert result.code == 0 and "hunter2" not in result.out + result.err
+    assert cli("config", "get", "redis_url").out.strip() == "redis://:****@cache.internal:6379/0"
     assert "hunter2" not in cli("config", "list").out
     assert "hunter2" not in cli("config", "list", "--json").out
+    # A PostgreSQL database_url is scale mode: saved (and masked), and the next command says what it needs.
+    url = "postgresql://synapse:hunter2-db-pass@db.internal:5432/synapse"
+    result = cli("config", "set", "database_url", url)
+    assert result.code == 0 and "hunter2" not in result.out + result.err
+    after = cli("config", "get", "database_url")
+    assert after.code == 2 and "SYNAPSE_SECRET_KEY" in after.err and "synapse secrets new" in after.err
+    assert "hunter2" not in after.out + after.err
 
 
 def test_info_says_hugging_face_needs_transformers(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:

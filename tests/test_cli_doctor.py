@@ -92,17 +92,30 @@ def test_doctor_names_each_problem_and_its_fix(cli: Any, anthropic: Any, configu
     assert "wrong-key" not in res.out
 
 
-def test_doctor_reports_a_database_it_cannot_open(cli: Any, configure: Any) -> None:
-    configure(database_url="postgresql+psycopg://synapse:hunter2-db@127.0.0.1:1/synapse")
+def test_doctor_reports_a_database_it_cannot_open(cli: Any, configure: Any, tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("x")
+    configure(database_url=f"sqlite:///{tmp_path}/blocker/sub/synapse.db")
     res = cli("doctor", "--no-check")
     assert res.code == 1
     line = next(ln for ln in res.out.splitlines() if "database:" in ln)
-    assert line.startswith("PROBLEM") and "synapse:****@127.0.0.1:1/synapse: cannot open it" in line
-    assert "hunter2" not in res.out
+    assert line.startswith("PROBLEM") and "blocker/sub/synapse.db: cannot open it" in line
 
 
-def test_usage_with_a_database_it_cannot_open_is_one_line(cli: Any, configure: Any) -> None:
+def test_doctor_in_scale_mode_says_what_the_shared_database_needs(
+    cli: Any, configure: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     configure(database_url="postgresql+psycopg://synapse:hunter2-db@127.0.0.1:1/synapse")
+    res = cli("doctor", "--no-check")
+    assert res.code == 1 and "PROBLEM  secret key:" in res.out and "synapse secrets new" in res.out
+    monkeypatch.setenv("SYNAPSE_SECRET_KEY", "q3rrhxDkoQ6gKk0pu9pKMxFObUQq7m8F8X0eJfz0SdM=")
+    res = cli("doctor", "--no-check")
+    assert res.code == 1 and "PROBLEM  database: cannot read the settings from the database (127.0.0.1:1/synapse)" in res.out
+    assert "start PostgreSQL" in res.out and "hunter2" not in res.out
+
+
+def test_usage_with_a_database_it_cannot_open_is_one_line(cli: Any, configure: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(database_url="postgresql+psycopg://synapse:hunter2-db@127.0.0.1:1/synapse")
+    monkeypatch.setenv("SYNAPSE_SECRET_KEY", "q3rrhxDkoQ6gKk0pu9pKMxFObUQq7m8F8X0eJfz0SdM=")
     res = cli("usage")
-    assert res.code == 2 and res.err.startswith("synapse: cannot open the usage database postgresql+psycopg://synapse:****@")
+    assert res.code == 2 and res.err.startswith("synapse: cannot read the settings from the database (127.0.0.1:1/synapse)")
     assert "hunter2" not in res.err and res.err.count("\n") == 1

@@ -16,6 +16,8 @@ from synapse.providers import openai as openai_mod
 from synapse.usage.ledger import flush
 from tests.fakes.base import estimate_tokens
 
+pytestmark = pytest.mark.database
+
 TEXTS = ["the first text to embed", "a second, somewhat longer text to embed here"]
 TOKENS = sum(estimate_tokens(t) for t in TEXTS)  # what every fake counts
 

@@ -18,6 +18,8 @@ from synapse.usage.report import report
 from tests.browser.helpers import ApiClient, ServerThread
 from tests.test_usage_report import NOW, seed
 
+pytestmark = pytest.mark.database
+
 KEY = "sk-ant-api03-usagePageSECRET0123456789abcdQRST"
 
 

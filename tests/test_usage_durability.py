@@ -31,6 +31,8 @@ from synapse.usage import backlog as backlog_mod
 from synapse.usage import ledger as ledger_mod
 from synapse.usage.ledger import flush, record
 
+pytestmark = pytest.mark.database
+
 ROOT = Path(__file__).parent.parent
 T0 = 1_765_000_000.0
 
@@ -41,9 +43,12 @@ def rec(i: int, settings: Any = None) -> CallRecord:
 
 
 def db_rows(data: Path) -> list[int]:
-    """input_tokens of every row, in insertion order, read straight from the file."""
-    with sqlite3.connect(data / "synapse.db") as conn:
-        return [r[0] for r in conn.execute("SELECT input_tokens FROM usage_calls ORDER BY id")]
+    """input_tokens of every row, in insertion order, read straight from the database."""
+    if not os.environ.get("SYNAPSE_DATABASE_URL"):
+        with sqlite3.connect(data / "synapse.db") as conn:
+            return [r[0] for r in conn.execute("SELECT input_tokens FROM usage_calls ORDER BY id")]
+    with storage.engine(os.environ["SYNAPSE_DATABASE_URL"]).connect() as conn:
+        return [r[0] for r in conn.exec_driver_sql("SELECT input_tokens FROM usage_calls ORDER BY id")]
 
 
 def start(code: str, data: Path, *args: str) -> subprocess.Popen[str]:
@@ -224,6 +229,7 @@ def locked_by_another_process(data: Path) -> Iterator[None]:
         locker.communicate(timeout=10)
 
 
+@pytest.mark.sqlite_only  # PostgreSQL down and back: tests/scale/test_faults.py
 def test_a_database_locked_by_another_process_loses_no_row_and_keeps_the_order(
     synapse_env: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -241,6 +247,7 @@ def test_a_database_locked_by_another_process_loses_no_row_and_keeps_the_order(
     assert sum("takes writes again" in m for m in said) == 1
 
 
+@pytest.mark.sqlite_only  # PostgreSQL down and back: tests/scale/test_faults.py
 def test_past_the_memory_bound_rows_spill_to_disk_and_come_back_in_order(
     synapse_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -280,6 +287,7 @@ EXIT_WHILE_LOCKED = """
 """
 
 
+@pytest.mark.sqlite_only  # PostgreSQL down and back: tests/scale/test_faults.py
 def test_rows_a_process_could_not_write_before_it_exited_are_written_by_the_next(synapse_env: Path) -> None:
     _ready_database(synapse_env)
     with locked_by_another_process(synapse_env):

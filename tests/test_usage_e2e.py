@@ -19,6 +19,8 @@ from tests.fakes.base import FakeReply
 from tests.fakes.openai import OpenAIFake
 from tests.test_usage_ledger import rows
 
+pytestmark = pytest.mark.database
+
 CLAUDE = "claude-sonnet-4-5"
 
 

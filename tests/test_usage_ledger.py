@@ -20,6 +20,8 @@ from synapse.usage import ledger as ledger_mod
 from synapse.usage.prices import price
 from synapse.usage.ledger import flush, record, row_for
 
+pytestmark = pytest.mark.database
+
 T0 = 1_765_000_000.0  # 2025-12-06 05:46:40 UTC
 
 
@@ -101,6 +103,7 @@ def test_many_records_are_written_in_batches_and_none_is_lost(synapse_env: Path)
     assert ledger_mod.ledger.written - before == 2500
 
 
+@pytest.mark.sqlite_only  # one data folder, one SQLite file; a shared database is one for all
 def test_each_record_goes_to_the_database_of_its_own_settings(synapse_env: Path, tmp_path: Path) -> None:
     other = settings_mod.load(tmp_path / "elsewhere" / "settings.json")
     record(rec(Usage(input_tokens=1)))
@@ -110,6 +113,7 @@ def test_each_record_goes_to_the_database_of_its_own_settings(synapse_env: Path,
     assert (tmp_path / "elsewhere" / "synapse.db").exists()
 
 
+@pytest.mark.sqlite_only  # a file that cannot be made; a server that is down: tests/scale/test_faults.py
 def test_a_database_that_cannot_be_opened_keeps_its_rows_until_it_can(synapse_env: Path, tmp_path: Path) -> None:
     """Its rows wait (no row is dropped while the process lives); other databases go on."""
     blocker = tmp_path / "not-a-dir"
@@ -156,7 +160,7 @@ def test_a_clean_exit_writes_everything_still_queued(synapse_env: Path) -> None:
         synapse_env,
     )
     assert result.returncode == 0, result.stderr
-    eng = storage.engine(f"sqlite:///{synapse_env / 'synapse.db'}")
+    eng = storage.engine(settings=settings_mod.load())
     with eng.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*), sum(input_tokens) FROM usage_calls")).one() == (300, sum(range(300)))
 
@@ -187,9 +191,10 @@ def test_recording_is_a_cheap_queue_put(synapse_env: Path) -> None:
         return real_engine(*a, **k)
 
     storage_engine = storage.engine
+    one = rec(Usage(input_tokens=1))  # (in scale mode, reading the settings reads the database)
     try:
         storage.engine = spy  # type: ignore[assignment]
-        record(rec(Usage(input_tokens=1)))
+        record(one)
         assert flush(30)
     finally:
         storage.engine = storage_engine  # type: ignore[assignment]

@@ -22,6 +22,8 @@ from synapse.usage import flush, record
 from synapse.usage.prices import price
 from synapse.usage.report import parse_when, report
 
+pytestmark = pytest.mark.database
+
 NOW = time.time()
 DAY = 86400.0
 

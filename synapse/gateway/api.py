@@ -1,7 +1,7 @@
 """`/api/keys`: the JSON behind Settings → API Keys (the web app's login and CSRF apply).
 
     GET    /api/keys             every key: name, prefix, created, last used, spend, budget, status
-    POST   /api/keys             {name, models?, budget_usd?, expires_days?} -> {key, info}: the only
+    POST   /api/keys             {name, models?, budget_usd?, expires_days?, rpm?} -> {key, info}: the only
                                  answer that ever holds the key itself
     DELETE /api/keys/{name}      revoke it
 
@@ -64,13 +64,17 @@ async def create_key(request: Request) -> JSONResponse:
     try:
         budget = _number(data, "budget_usd")
         days = _number(data, "expires_days")
+        rpm_value = _number(data, "rpm")
     except ValueError as exc:
         return _error(400, f"{exc.args[0]} must be a number", str(exc.args[0]))
+    if rpm_value is not None and not rpm_value.is_integer():
+        return _error(400, "rpm must be a whole number of requests a minute", "rpm")
+    rpm = int(rpm_value) if rpm_value is not None else None
     try:
-        key, info = await asyncio.to_thread(keys.create, str(data.get("name") or ""), models, budget, days)
+        key, info = await asyncio.to_thread(keys.create, str(data.get("name") or ""), models, budget, days, None, rpm)
     except keys.KeyCommandError as exc:
         field = "name" if "name" in exc.message else "budget_usd" if "budget" in exc.message else \
-            "expires_days" if "expires" in exc.message else "models"
+            "expires_days" if "expires" in exc.message else "rpm" if "rpm" in exc.message else "models"
         return _error(400, exc.message, field)
     return JSONResponse({"key": key, "info": info}, status_code=201)
 

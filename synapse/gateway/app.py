@@ -72,7 +72,7 @@ ANTHROPIC = _Shape("anthropic", anthropic_shape.error_body, anthropic_shape.stre
 class _Call:
     """One request: its scope, headers (lower-case names), settings and key."""
 
-    __slots__ = ("scope", "receive", "send", "headers", "shape", "settings", "key")
+    __slots__ = ("scope", "receive", "send", "headers", "shape", "settings", "key", "lease")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], shape: _Shape) -> None:
         self.scope = scope
@@ -82,9 +82,12 @@ class _Call:
         self.shape = shape
         self.settings: Any = None
         self.key: keys.KeyInfo | None = None
+        self.lease: Any = None
 
     @property
     def context(self) -> client.CallContext | None:
+        if self.lease is not None:
+            return self.lease.context  # a child of the key's context: its calls are priced for the budget
         return self.key.context if self.key is not None else None
 
 
@@ -101,6 +104,8 @@ class Gateway:
             ("POST", "/v1/embeddings"): self._embeddings,
         }
         self._paths = {path for _, path in self._routes}
+        #: The routes whose requests count against a key's rate limit and budget.
+        self._costly = {self._chat_completions, self._messages, self._embeddings}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,7 +125,14 @@ class Gateway:
                                             "/v1/models, /v1/embeddings)", code="unknown_url", anthropic_type="not_found_error"))
             call.settings = settings_mod.load(max_age=SETTINGS_MAX_AGE)
             call.key = self._authorize(call)
-            await handler(call)
+            key = call.key
+            if key is not None and (key.rpm or key.budget_usd is not None) and handler in self._costly:
+                call.lease = await _admit(call, key)
+            try:
+                await handler(call)
+            finally:
+                if call.lease is not None:
+                    await call.lease.settle()
         except _Gone:
             return  # the client left before its request was read: nobody to answer
         except _Refused as exc:
@@ -327,6 +339,24 @@ class _Refused(Exception):
     def __init__(self, problem: Problem) -> None:
         super().__init__(problem.message)
         self.problem = problem
+
+
+async def _admit(call: _Call, key: keys.KeyInfo) -> Any:
+    """The key's rate limit and budget: Redis when there is one (atomic across instances,
+    synapse/scale/limits.py), else this process's own count; the lease to settle, or None."""
+    from ..scale import limits
+    from ..scale.shared import link
+
+    try:
+        shared = link(call.settings)
+        if shared is None:
+            limits.local_rpm(key)
+            return None
+        return await limits.admit(shared, key, call.settings)
+    except limits.Limited as exc:
+        code = "rate_limited" if exc.reason == "rpm" else "budget_exceeded"
+        raise _Refused(Problem(429, exc.message, "rate_limit_error" if exc.reason == "rpm" else "insufficient_quota",
+                               code, "rate_limit_error", retry_after=exc.retry_after)) from None
 
 
 def _coerce(args: Any) -> None:

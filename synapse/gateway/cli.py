@@ -22,6 +22,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     c.add_argument("--models", help="comma-separated model patterns it may use, e.g. 'claude-*,gpt-5*' (default: all)")
     c.add_argument("--budget-usd", type=float, help="refuse calls once the key has spent this many US dollars")
     c.add_argument("--expires", type=float, metavar="DAYS", help="stop working after this many days")
+    c.add_argument("--rpm", type=int, metavar="N", help="at most N requests a minute (across every instance in "
+                   "scale mode; default: no limit)")
     c = sub.add_parser("list", help="name, prefix, created, last used, spend, budget, status")
     c.add_argument("--json", action="store_true", help="print one JSON array")
     c = sub.add_parser("revoke", help="stop a key from working")
@@ -38,7 +40,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     from . import keys
 
     if args.keys_action == "create":
-        key, info = keys.create(args.name, args.models, args.budget_usd, args.expires)
+        key, info = keys.create(args.name, args.models, args.budget_usd, args.expires, rpm=args.rpm)
         sys.stdout.write(key + "\n")
         sys.stdout.flush()
         limits = []
@@ -48,6 +50,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
             limits.append(f"budget ${info['budget_usd']:g}")
         if info["expires"]:
             limits.append("expires " + info["expires"])
+        if info["rpm"]:
+            limits.append(f"{info['rpm']} requests a minute")
         note = f" ({'; '.join(limits)})" if limits else ""
         print(f"created key {info['name']!r}{note}. It is shown only now: store it where your client reads it.",
               file=sys.stderr)

@@ -13,7 +13,9 @@ it; a revoke in this process at once; a key unknown to the copy re-reads it at m
 once a `MISS_RELOAD`), and a budgeted key's spend is the ledger's sum
 read once a `SPEND_TTL` plus what this process recorded since, which the ledger adds to
 the key's `CallContext` as it writes. A budget is therefore enforced within the ledger's
-write delay (about 0.2 s), and across `--workers` within `SPEND_TTL`.
+write delay (about 0.2 s), and across `--workers` within `SPEND_TTL`. With Redis (scale
+mode), budgets and per-key rate limits are counted there, atomically across instances
+(synapse/scale/limits.py), and this per-process reckoning is the fallback.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ class KeyInfo:
     created: float
     expires: float | None
     revoked: float | None
+    #: Requests a minute this key may make (None: no limit); see synapse/scale/limits.py.
+    rpm: int | None = None
     #: Carries the key's name into the usage ledger; the ledger adds each call's cost to it.
     context: CallContext = field(repr=False, default_factory=CallContext)
     #: The ledger's spend for this key when last read, and `context.spent_usd` at that moment.
@@ -126,6 +130,7 @@ class _Table:
         self.contexts: dict[str, CallContext] = {}
         self.loaded = 0.0
         self.lock = threading.Lock()
+        self.down = False
 
     def fresh(self, now: float) -> bool:
         return now - self.loaded < TABLE_TTL
@@ -140,9 +145,29 @@ class _Table:
             now = time.monotonic()
             if self.fresh(now):
                 return
-            eng = storage.engine(self.url)
-            with eng.connect() as conn:
-                rows = conn.execute(sa.select(api_keys)).mappings().all()
+            try:
+                eng = storage.engine(self.url)
+                with eng.connect() as conn:
+                    rows = conn.execute(sa.select(api_keys)).mappings().all()
+            except Exception as exc:
+                if not self.by_hash and not self.loaded:
+                    raise  # nothing to go on: the request fails and says why
+                # The database is down (scale mode: PostgreSQL restarting): keep checking keys
+                # against the copy read last, and try again after TABLE_TTL. Logged once.
+                if not self.down:
+                    self.down = True
+                    import logging
+
+                    logging.getLogger("synapse.gateway").warning(
+                        "API keys: cannot read the key table (%s); using the copy read %.0f s ago until the database "
+                        "is back", type(exc).__name__, now - self.loaded)
+                self.loaded = now
+                return
+            if self.down:
+                self.down = False
+                import logging
+
+                logging.getLogger("synapse.gateway").warning("API keys: the key table is readable again")
             old = {info.name: info for info in self.by_hash.values()}
             table: dict[str, KeyInfo] = {}
             for r in rows:
@@ -150,7 +175,7 @@ class _Table:
                 if ctx is None:
                     ctx = self.contexts[r["name"]] = CallContext(key=r["name"])
                 info = KeyInfo(r["name"], r["prefix"], parse_patterns(r["models"]), r["budget_usd"], r["created"],
-                               r["expires"], r["revoked"], ctx)
+                               r["expires"], r["revoked"], r["rpm"], ctx)
                 prev = old.get(info.name)
                 if prev is not None:  # keep the spend already read
                     info.spend_base, info.spend_mark, info.spend_read = prev.spend_base, prev.spend_mark, prev.spend_read
@@ -162,7 +187,11 @@ class _Table:
         from ..usage.ledger import key_spend
 
         mark = info.context.spent_usd
-        info.spend_base = key_spend(info.name, self.url)
+        try:
+            info.spend_base = key_spend(info.name, self.url)
+        except Exception:  # the database is down: the spend read last, plus what this process recorded
+            info.spend_read = now
+            return
         info.spend_mark = mark
         info.spend_read = now
 
@@ -272,6 +301,7 @@ def create(
     budget_usd: float | None = None,
     expires_days: float | None = None,
     settings: Mapping[str, Any] | None = None,
+    rpm: int | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Make a key. Returns the key (the only time it exists outside the caller) and its listing."""
     import sqlalchemy as sa
@@ -287,6 +317,8 @@ def create(
         raise KeyCommandError("--budget-usd must be a positive number of US dollars (e.g. 5 or 0.50)")
     if expires_days is not None and not expires_days > 0:
         raise KeyCommandError("--expires must be a positive number of days")
+    if rpm is not None and (isinstance(rpm, bool) or not isinstance(rpm, int) or not 1 <= rpm <= 1_000_000):
+        raise KeyCommandError("--rpm must be a whole number of requests a minute, 1 to 1000000")
     patterns = parse_patterns(models)
     for p in patterns:
         if any(c.isspace() for c in p) or len(p) > 200:
@@ -302,6 +334,7 @@ def create(
         "created": now,
         "expires": now + expires_days * 86400 if expires_days is not None else None,
         "revoked": None,
+        "rpm": rpm,
     }
     eng = _engine(settings)
     with eng.begin() as conn:
@@ -378,6 +411,7 @@ def _listing(row: Mapping[str, Any], spend: float | None, last_used: float | Non
         "prefix": row["prefix"] + "…",
         "models": list(parse_patterns(row["models"])),
         "budget_usd": row["budget_usd"],
+        "rpm": row.get("rpm"),
         "spend_usd": None if spend is None else round(spend, 10),
         "created": _iso(row["created"]),
         "last_used": _iso(last_used),

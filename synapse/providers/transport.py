@@ -20,7 +20,7 @@ import email.utils
 import random
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -128,10 +128,30 @@ def _forget_last() -> None:
     _last = (None, None)
 
 
+#: Other per-loop clients closed with their loop (scale mode's Redis clients): loop -> closers.
+_closers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Callable[[], Awaitable[None]]]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def close_with_loop(loop: asyncio.AbstractEventLoop, closer: Callable[[], Awaitable[None]]) -> None:
+    """Run `await closer()` when `loop` closes, as this module does for its own session."""
+    _closers.setdefault(loop, []).append(closer)
+    _close_with_loop(loop)
+
+
 def _close_on_stopped(loop: asyncio.AbstractEventLoop) -> None:
     _forget_last()
     s = _sessions.pop(loop, None)
-    if s is None or s.closed or loop.is_closed() or loop.is_running():
+    closers = _closers.pop(loop, [])
+    if loop.is_closed() or loop.is_running():
+        return
+    for closer in closers:
+        try:
+            loop.run_until_complete(closer())
+        except Exception:  # a client that cannot close cleanly: its sockets go with the process
+            pass
+    if s is None or s.closed:
         return
     try:
         loop.run_until_complete(_close(s))

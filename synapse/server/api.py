@@ -111,7 +111,7 @@ async def login(request: Request) -> JSONResponse:
     username = username.strip()
     throttle: LoginThrottle = request.app.state.throttle
     client: str = request.state.client
-    stamp, wait = throttle.attempt(client, username)
+    stamp, wait = await throttle.aattempt(client, username)
     if wait:
         seconds = max(1, math.ceil(wait))
         return error(429, f"too many failed logins: wait {_duration(seconds)} and try again",
@@ -120,11 +120,11 @@ async def login(request: Request) -> JSONResponse:
         ok = await asyncio.to_thread(request.app.state.users.check, username, password)
     if not ok:
         return error(401, "wrong username or password", kind="login")
-    throttle.succeeded(client, username, stamp)
+    await throttle.asucceeded(client, username, stamp)
     sessions = request.app.state.sessions
     old: Session = request.state.session
-    sessions.drop(old.id)
-    new = sessions.login(username)
+    await sessions.adrop(old.id)
+    new = await sessions.alogin(username)
     request.state.session = new  # the security layer sets the new cookie
     return JSONResponse({"user": username, "csrf_token": new.csrf})
 
@@ -132,7 +132,7 @@ async def login(request: Request) -> JSONResponse:
 @router.post("/logout")
 async def logout(request: Request) -> dict[str, Any]:
     sessions = request.app.state.sessions
-    sessions.drop(request.state.session.id)
+    await sessions.adrop(request.state.session.id)
     new = sessions.anonymous()
     request.state.session = new
     return {"user": None, "csrf_token": new.csrf}
@@ -216,8 +216,16 @@ def _providers_payload(request: Request) -> dict[str, Any]:
     return {"providers": cards, "pending": board.pending(), "model": s.get_str("model")}
 
 
+async def _adopt(request: Request, specs: list[ProviderSpec] | None = None) -> None:
+    """Scale mode: first take the checks other instances finished (one Redis round trip)."""
+    board = _board(request)
+    if board.shared is not None:
+        await board.adopt(specs or list(PROVIDERS), _load())
+
+
 @router.get("/providers")
 async def list_providers(request: Request) -> dict[str, Any]:
+    await _adopt(request)
     return _providers_payload(request)
 
 
@@ -227,6 +235,7 @@ async def one_provider(request: Request, provider_id: str) -> JSONResponse:
         spec = _spec(provider_id)
     except BadInput as exc:
         return error(404, exc.message)
+    await _adopt(request, [spec])
     return JSONResponse(_card(spec, _load(), _board(request)))
 
 
@@ -373,6 +382,7 @@ async def inference_profiles(request: Request) -> JSONResponse:
 
 @router.get("/models")
 async def list_models(request: Request) -> dict[str, Any]:
+    await _adopt(request)
     s = _load()
     board = _board(request)
     groups = []

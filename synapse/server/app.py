@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,7 +31,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import SettingsError
-from .auth import SessionStore, UserStore, is_loopback
+from .auth import SessionStore, UserStore, is_loopback, user_store
 from .limits import KiB, MiB, BodyLimit
 from .proxies import TrustedProxies, from_settings
 from .security import Security, local_path
@@ -72,7 +73,9 @@ def create_app(
     """
     loopback = is_loopback(host)
     login_required = (not loopback) if require_login is None else require_login
+    shared = _shared_parts()
     board = StatusBoard(adapter_factory) if check_timeout is None else StatusBoard(adapter_factory, check_timeout)
+    board.shared = shared["link"]
     if trusted_proxies is None:
         trusted_proxies = from_settings()
     proxies = trusted_proxies if isinstance(trusted_proxies, TrustedProxies) else TrustedProxies.parse(trusted_proxies)
@@ -92,9 +95,9 @@ def create_app(
 
     app = FastAPI(title="Synapse", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.board = board
-    app.state.sessions = sessions or SessionStore()
-    app.state.throttle = throttle or LoginThrottle()
-    app.state.users = users or UserStore()
+    app.state.sessions = sessions or _sessions(shared)
+    app.state.throttle = throttle or _throttle(shared)
+    app.state.users = users or user_store()
     app.state.login_required = login_required
     app.state.loopback = loopback
     app.state.proxies = proxies
@@ -167,6 +170,39 @@ def create_app(
     app.include_router(keys_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _shared_parts() -> dict[str, Any]:
+    """Scale mode's Redis link and shared CSRF key, when these settings have them."""
+    from .. import settings as settings_mod
+
+    try:
+        file_settings = settings_mod.file_settings()
+    except SettingsError:
+        return {"link": None, "csrf_secret": None}
+    from ..scale.shared import redis_url
+
+    if not redis_url(file_settings) and not os.environ.get("SYNAPSE_SECRET_KEY"):
+        return {"link": None, "csrf_secret": None}
+    from ..scale import web_state
+
+    return web_state(file_settings)
+
+
+def _sessions(shared: dict[str, Any]) -> SessionStore:
+    if shared["link"] is not None:
+        from ..scale.sessions import SharedSessionStore
+
+        return SharedSessionStore(shared["link"], secret=shared["csrf_secret"])
+    return SessionStore(secret=shared["csrf_secret"])
+
+
+def _throttle(shared: dict[str, Any]) -> LoginThrottle:
+    if shared["link"] is not None:
+        from ..scale.throttle import SharedLoginThrottle
+
+        return SharedLoginThrottle(shared["link"])
+    return LoginThrottle()
 
 
 def render(request: Request, name: str, status: int = 200, **extra: Any) -> HTMLResponse:

@@ -32,6 +32,7 @@ __all__ = [
     "SessionStore",
     "UserStore",
     "is_loopback",
+    "user_store",
     "users_path",
 ]
 
@@ -97,6 +98,24 @@ def validate_username(name: str) -> str:
 def validate_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise ValueError(f"the password must be at least {MIN_PASSWORD} characters")
+
+
+def user_store() -> "UserStore":
+    """Where logins live: users.json, or in scale mode the shared database's `users` table."""
+    from .. import settings as settings_mod
+    from ..errors import SettingsError
+    from ..scale.settings_store import scale_url
+
+    try:
+        values = settings_mod.file_settings().file_values
+    except SettingsError:  # a malformed settings.json: the pages say so; logins stay where they were
+        values = {}
+    url = scale_url(values)
+    if url:
+        from ..scale.users import DatabaseUsers
+
+        return DatabaseUsers(url)  # type: ignore[return-value]
+    return UserStore()
 
 
 class UserStore:
@@ -218,20 +237,37 @@ class SessionStore:
 
     def login(self, user: str) -> Session:
         """A new stored session for `user` (a new id: the old cookie's id is never reused)."""
+        s = self._new(user)
+        self._keep(s)
+        return s
+
+    def _new(self, user: str) -> Session:
         sid = secrets.token_urlsafe(32)
-        s = Session(id=sid, csrf=self.csrf_for(sid), user=user, expires=time.time() + self.ttl)
+        return Session(id=sid, csrf=self.csrf_for(sid), user=user, expires=time.time() + self.ttl)
+
+    def _keep(self, s: Session) -> None:
         with self._lock:
             if len(self._sessions) >= self.max_sessions:
                 now = time.time()
                 self._sessions = {k: v for k, v in self._sessions.items() if v.expires >= now}
                 while len(self._sessions) >= self.max_sessions:  # still full: drop the oldest logins
                     del self._sessions[next(iter(self._sessions))]
-            self._sessions[sid] = s
-        return s
+            self._sessions[s.id] = s
 
     def drop(self, session_id: str) -> None:
         with self._lock:
             self._sessions.pop(session_id, None)
+
+    # The web app's interface; scale mode's store (synapse/scale/sessions.py) keeps them in Redis.
+
+    async def aget(self, session_id: str | None) -> Session | None:
+        return self.get(session_id)
+
+    async def alogin(self, user: str) -> Session:
+        return self.login(user)
+
+    async def adrop(self, session_id: str) -> None:
+        self.drop(session_id)
 
 
 def valid_session_id(value: str) -> bool:

@@ -40,9 +40,9 @@ def _read_password() -> str:
 
 
 def cmd_user(args: argparse.Namespace) -> int:
-    from .auth import UserStore, validate_username
+    from .auth import user_store, validate_username
 
-    store = UserStore()
+    store = user_store()
     action = args.user_action
     try:
         if action == "list":

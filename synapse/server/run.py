@@ -119,8 +119,24 @@ def url_for(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
+def _check_scale_mode() -> None:
+    """In scale mode, read the shared settings once before serving: a missing secret key or an
+    unreachable database stops `serve` with the reason. (A malformed settings.json on a single
+    instance does not: the pages show it.)"""
+    from .. import settings as settings_mod
+    from ..errors import SettingsError
+    from ..scale.settings_store import scale_url
+
+    try:
+        values = settings_mod.file_settings().file_values
+    except SettingsError:
+        values = {}
+    if scale_url(values):
+        settings_mod.load()
+
+
 def serve(args: argparse.Namespace) -> int:
-    from .auth import UserStore, is_loopback
+    from .auth import is_loopback, user_store
 
     host = str(getattr(args, "host", None) or "127.0.0.1")
     port = getattr(args, "port", None)
@@ -128,8 +144,9 @@ def serve(args: argparse.Namespace) -> int:
     if not 0 <= port <= 65535:
         print(f"synapse: --port must be 0-65535, not {port}", file=sys.stderr)
         return 2
-    users = UserStore()
     try:
+        _check_scale_mode()  # the shared database and SYNAPSE_SECRET_KEY (refused without it, saying how to make one)
+        users = user_store()
         has_users = users.has_users()
     except Exception as exc:
         print(f"synapse: {exc}", file=sys.stderr)

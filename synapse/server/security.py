@@ -77,7 +77,7 @@ class Security:
             return
 
         cookie_id = _cookie(headers.get("cookie", ""), SESSION_COOKIE)
-        session = self.sessions.get(cookie_id)
+        session = await self.sessions.aget(cookie_id)
         if session is None:
             session = self.sessions.anonymous(cookie_id)
         fresh = session.id != cookie_id

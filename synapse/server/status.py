@@ -129,9 +129,12 @@ def _describe(spec: ProviderSpec, config: ProviderConfig, exc: BaseException, ti
 class StatusBoard:
     """Cached status per provider, refreshed by background checks on the running loop."""
 
-    def __init__(self, adapter_factory: AdapterFactory | None = None, timeout: float = CHECK_TIMEOUT) -> None:
+    def __init__(self, adapter_factory: AdapterFactory | None = None, timeout: float = CHECK_TIMEOUT,
+                 shared: Any = None) -> None:
         self._factory = adapter_factory
         self.timeout = timeout
+        #: Scale mode: the Redis link the results are shared through (synapse/scale/status.py).
+        self.shared = shared
         self._results: dict[str, tuple[ProviderConfig, ProviderStatus]] = {}
         self._tasks: dict[str, tuple[ProviderConfig, asyncio.Task[ProviderStatus]]] = {}
         #: Providers without settings (Hugging Face) that the user asked to check.
@@ -192,6 +195,21 @@ class StatusBoard:
         if running is not None and not running[1].done():
             running[1].cancel()
 
+    async def adopt(self, specs: list[ProviderSpec], settings: Mapping[str, Any]) -> None:
+        """Scale mode: take the results other instances shared for this same configuration."""
+        if self.shared is None:
+            return
+        from ..scale.status import shared_statuses
+
+        for pid, (config, status) in (await shared_statuses(self.shared, specs, settings)).items():
+            mine = self._results.get(pid)
+            if mine is None or mine[0] != config or (status.checked_at or 0) > (mine[1].checked_at or 0):
+                self._results[pid] = (config, status)
+                running = self._tasks.get(pid)
+                if running is not None and running[0] == config and not running[1].done():
+                    running[1].cancel()  # someone else finished this very check
+                    self._tasks.pop(pid, None)
+
     def pending(self) -> bool:
         return any(not t.done() for _, t in self._tasks.values())
 
@@ -248,6 +266,10 @@ class StatusBoard:
         current = self._tasks.get(spec.id)
         if current is not None and current[0] == config:
             self._results[spec.id] = (config, status)
+            if self.shared is not None:
+                from ..scale.status import publish
+
+                await publish(self.shared, spec, config, status)
         return status
 
 

@@ -115,6 +115,14 @@ class LoginThrottle:
             for counter, key in self._keys(client, username):
                 counter.remove(key, stamp)
 
+    # The web app's interface; scale mode's throttle (synapse/scale/throttle.py) counts in Redis.
+
+    async def aattempt(self, client: str, username: str) -> tuple[float, float]:
+        return self.attempt(client, username)
+
+    async def asucceeded(self, client: str, username: str, stamp: float) -> None:
+        self.succeeded(client, username, stamp)
+
     def size(self) -> int:
         return len(self._pair.hits) + len(self._user.hits) + len(self._client.hits)
 

@@ -1,13 +1,16 @@
 """Synapse's SQL database: SQLAlchemy engines and Alembic migrations.
 
-SQLite at `<data dir>/synapse.db` by default. Set the `database_url` setting (or the
-SYNAPSE_DATABASE_URL environment variable) to any SQLAlchemy URL, e.g.
-`postgresql+psycopg://user:pass@host/synapse`, to use another database.
+SQLite at `<data dir>/synapse.db` by default. SYNAPSE_DATABASE_URL (which wins) or the
+`database_url` setting in settings.json picks another: `postgresql://user:pass@host/synapse`
+is scale mode (synapse/scale/), driven by psycopg 3 (`postgres://` and `postgresql://` mean
+`postgresql+psycopg://`).
 
 The migrations ship inside the package (`synapse/storage/migrations`) and are applied
-programmatically the first time a process opens a database (`engine()`); a database
-already at the newest revision costs one small query. Nothing here is imported on the
-call path: the usage writer thread and the reports import it.
+programmatically the first time a process opens a database (`engine()`), or by hand with
+`synapse db upgrade`; a database already at the newest revision costs one small query.
+Two processes that start at once do not race: SQLite migrates under a file lock, PostgreSQL
+under an advisory lock (a second instance waits, then finds the schema current). Nothing here is imported on the call
+path: the usage writer thread and the reports import it.
 """
 
 from __future__ import annotations
@@ -21,26 +24,54 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-__all__ = ["HEAD_REVISION", "current_revision", "database_url", "dispose_all", "downgrade", "engine", "migrate"]
+__all__ = [
+    "HEAD_REVISION",
+    "current_revision",
+    "database_url",
+    "dispose_all",
+    "downgrade",
+    "engine",
+    "is_scale_url",
+    "migrate",
+    "normalize_url",
+]
 
 #: The newest migration in migrations/versions; `engine()` upgrades older databases.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 #: How long a SQLite connection waits for another connection's lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+#: pg_advisory_xact_lock key that serialises migrations between instances ("synapse" in ASCII).
+MIGRATION_LOCK_ID = 0x73796E61707365
 _engines: dict[str, "sa.Engine"] = {}
 _lock = threading.RLock()
 
 
+def normalize_url(url: str) -> str:
+    """`postgres://` and `postgresql://` (what PostgreSQL tools write) -> the psycopg 3 driver."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
+
+
+def is_scale_url(url: str) -> bool:
+    """A database every instance can share (anything but a SQLite file): scale mode."""
+    return bool(url) and not url.startswith("sqlite")
+
+
 def database_url(settings: Mapping[str, Any] | None = None) -> str:
-    """The database these settings point at (see the module docstring)."""
-    url = ""
-    if settings is not None:
+    """The database these settings point at (see the module docstring).
+
+    SYNAPSE_DATABASE_URL wins over `database_url` in settings.json (the rule for scale
+    settings: a deployment's environment says where its shared state lives).
+    """
+    url = os.environ.get("SYNAPSE_DATABASE_URL", "").strip()
+    if not url and settings is not None:
         url = str(settings.get("database_url") or "").strip()
-    url = url or os.environ.get("SYNAPSE_DATABASE_URL", "").strip()
     if url:
-        return url
+        return normalize_url(url)
     path = getattr(settings, "path", None)
     if path is not None:
         folder = Path(path).parent
@@ -61,7 +92,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def engine(url: str | None = None, settings: Mapping[str, Any] | None = None) -> "sa.Engine":
     """The (cached) engine for `url` (default: from settings), migrated to the newest schema."""
-    url = url or database_url(settings)
+    url = normalize_url(url) if url else database_url(settings)
     eng = _engines.get(url)
     if eng is not None:
         return eng
@@ -80,7 +111,7 @@ def engine(url: str | None = None, settings: Mapping[str, Any] | None = None) ->
             eng = sa.create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
             sa.event.listen(eng, "connect", _sqlite_pragmas)
         else:
-            eng = sa.create_engine(url, pool_pre_ping=True)
+            eng = _server_engine(url)
         migrate(eng)
         if len(_engines) >= 16:  # tests open many data folders: keep the pool small
             for old in _engines.values():
@@ -88,6 +119,27 @@ def engine(url: str | None = None, settings: Mapping[str, Any] | None = None) ->
             _engines.clear()
         _engines[url] = eng
         return eng
+
+
+def _server_engine(url: str) -> "sa.Engine":
+    """A database server's engine: checked connections (a restarted server is reconnected
+    to, not reported as an error), short connect timeout (a server that is down fails fast
+    and the usage ledger keeps its rows for later)."""
+    import sqlalchemy as sa
+
+    if url.startswith("postgresql"):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            from ..errors import SettingsError
+
+            raise SettingsError(
+                "database_url points at PostgreSQL, which needs the scale extra: "
+                "pip install -r requirements-scale.lock (or 'synapse-llm[scale]')"
+            ) from None
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                                connect_args={"connect_timeout": 3})
+    return sa.create_engine(url, pool_pre_ping=True)
 
 
 def current_revision(eng: "sa.Engine") -> str | None:
@@ -111,14 +163,19 @@ def _alembic(eng: "sa.Engine", action: str, revision: str) -> None:
         getattr(command, action)(cfg, revision)
 
 
-def migrate(eng: "sa.Engine", revision: str = "head") -> None:
-    """Apply the packaged Alembic migrations up to `revision` (no-op when already there)."""
+def migrate(eng: "sa.Engine", revision: str = "head") -> str | None:
+    """Apply the packaged Alembic migrations up to `revision` (no-op when already there).
+
+    Returns the revision this call migrated from ("" for an empty database), or None when it
+    found nothing to do (another process may just have done it)."""
     if revision == "head" and current_revision(eng) == HEAD_REVISION:
-        return
+        return None
     with _file_lock(eng):
-        if revision == "head" and current_revision(eng) == HEAD_REVISION:
-            return
+        before = current_revision(eng)
+        if revision == "head" and before == HEAD_REVISION:
+            return None
         _alembic(eng, "upgrade", revision)
+        return before or ""
 
 
 def downgrade(eng: "sa.Engine", revision: str = "base") -> None:
@@ -128,12 +185,17 @@ def downgrade(eng: "sa.Engine", revision: str = "base") -> None:
 
 
 class _file_lock:
-    """Serialise first-time migration of a SQLite file between processes."""
+    """Serialise migrations between processes: a file lock beside a SQLite file; on
+    PostgreSQL an advisory lock held by a connection of its own for the check and the
+    upgrade (a second instance waits, then finds the schema current)."""
 
     def __init__(self, eng: "sa.Engine") -> None:
-        db = eng.url.database if eng.url.get_backend_name() == "sqlite" else None
+        backend = eng.url.get_backend_name()
+        db = eng.url.database if backend == "sqlite" else None
         self.path = Path(db + ".migrate.lock") if db and db != ":memory:" else None
+        self.eng = eng if backend == "postgresql" else None
         self.fh: Any = None
+        self.conn: Any = None
 
     def __enter__(self) -> None:
         if self.path is not None:
@@ -141,6 +203,12 @@ class _file_lock:
 
             self.fh = open(self.path, "a")
             fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX)
+        elif self.eng is not None:
+            import sqlalchemy as sa
+
+            self.conn = self.eng.connect()
+            self.conn.execute(sa.text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+            self.conn.commit()
 
     def __exit__(self, *exc: object) -> None:
         if self.fh is not None:
@@ -148,6 +216,14 @@ class _file_lock:
 
             fcntl.flock(self.fh.fileno(), fcntl.LOCK_UN)
             self.fh.close()
+        if self.conn is not None:
+            import sqlalchemy as sa
+
+            try:
+                self.conn.execute(sa.text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+                self.conn.commit()
+            finally:
+                self.conn.close()  # a lost connection releases the lock too
 
 
 def dispose_all() -> None:

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 __all__ = [
     "agents", "api_keys", "chat_sessions", "memories", "memory_history", "memory_scopes", "memory_vectors", "metadata",
-    "session_messages", "unmanaged", "usage_calls",
+    "include_name", "session_messages", "settings", "unmanaged", "usage_calls", "users",
 ]
 
 metadata = sa.MetaData()
@@ -38,11 +38,14 @@ usage_calls = sa.Table(
     sa.Column("ttft_ms", sa.Float),
     sa.Column("outcome", sa.String(32), nullable=False, server_default="ok"),
     sa.Column("key_name", sa.String(64)),  # the gateway API key the call came with
+    # One random id per call, made once: a retried or replayed insert of the same row is ignored.
+    sa.Column("call_id", sa.String(32)),
     sa.Index("ix_usage_calls_ts", "ts"),
     sa.Index("ix_usage_calls_day", "day"),
     sa.Index("ix_usage_calls_session", "session"),
     sa.Index("ix_usage_calls_agent", "agent"),
     sa.Index("ix_usage_calls_key_name", "key_name"),
+    sa.Index("ux_usage_calls_call_id", "call_id", unique=True),
 )
 
 #: Gateway API keys (`sk-syn-…`), stored as a SHA-256 of the key: the key itself is
@@ -59,6 +62,7 @@ api_keys = sa.Table(
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("expires", sa.Float),  # NULL: never
     sa.Column("revoked", sa.Float),  # NULL: active
+    sa.Column("rpm", sa.Integer),  # requests a minute allowed; NULL: no limit
 )
 
 #: Agents: a named assistant with a system prompt, an optional model and tools.
@@ -177,6 +181,33 @@ memory_scopes = sa.Table(
 
 
 def unmanaged(name: str | None) -> bool:
-    """Tables a migration made outside this metadata: SQLite's FTS5 index of memories
-    and its shadow tables. Schema comparisons skip them."""
-    return bool(name) and str(name).startswith("memories_fts")
+    """What a migration made outside this metadata: SQLite's FTS5 index of memories and
+    its shadow tables, PostgreSQL's GIN full-text index. Schema comparisons skip them."""
+    return bool(name) and (str(name).startswith("memories_fts") or name == "ix_memories_fts")
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic's `include_name` hook: everything but the `unmanaged` tables and indexes."""
+    return not (type_ in ("table", "index") and unmanaged(name))
+
+
+#: Settings in scale mode (a PostgreSQL `database_url`): one row per key, shared by every
+#: instance. `value` is the JSON of the value; a secret's is a Fernet token of that JSON
+#: (`encrypted`), under SYNAPSE_SECRET_KEY (synapse/scale/secrets.py).
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("encrypted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+#: Web logins in scale mode (users.json on a single instance): name and scrypt hash.
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("password", sa.String(255), nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)

@@ -258,7 +258,9 @@ class Backlog:
                     rows = []
                     for line in lines:
                         try:
-                            rows.append(orjson.loads(line))
+                            row = orjson.loads(line)
+                            row.setdefault("call_id", None)  # a file an older Synapse spilled
+                            rows.append(row)
                         except orjson.JSONDecodeError:  # a line cut short by a kill -9 while spilling
                             dropped += 1
                     try:

@@ -164,7 +164,20 @@ def row_for(rec: "CallRecord") -> dict[str, Any]:
         "ttft_ms": None if rec.ttft is None else round(rec.ttft * 1000.0, 3),
         "outcome": rec.outcome,
         "key_name": ctx.key if ctx is not None else None,
+        "call_id": rec.call_id or _assign_call_id(rec),
     }
+
+
+def _assign_call_id(rec: "CallRecord") -> str:
+    """The record's id, made the first time it becomes a row (the writer thread, not the call)."""
+    rec.call_id = new_call_id()
+    return rec.call_id
+
+
+def new_call_id() -> str:
+    """A random id for one call's row (128 bits, hex): made once, so every retry of the row is
+    the same row and an insert that already landed is ignored (`insert_statement`)."""
+    return os.urandom(16).hex()
 
 
 class Ledger:
@@ -366,20 +379,50 @@ class Ledger:
 WRITER_BUSY_MS = 1000
 
 
+_statements: dict[str, Any] = {}
+
+
+def insert_statement(dialect: str) -> Any:
+    """INSERT of usage rows that skips a row whose `call_id` is already there.
+
+    A transaction whose COMMIT reached the server but whose answer did not (a connection cut,
+    a server restarted at that moment) is retried by the backlog, and a spill file replayed
+    after a kill -9 may hold rows already written: the call id makes both land once.
+    `ON CONFLICT (call_id) DO NOTHING` on PostgreSQL and SQLite alike (OR IGNORE would also
+    skip rows that break other constraints, which the backlog must see and report).
+    """
+    stmt = _statements.get(dialect)
+    if stmt is None:
+        from ..storage.tables import usage_calls
+
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            stmt = pg_insert(usage_calls).on_conflict_do_nothing(index_elements=["call_id"])
+        elif dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            stmt = sqlite_insert(usage_calls).on_conflict_do_nothing(index_elements=["call_id"])
+        else:
+            stmt = usage_calls.insert()
+        _statements[dialect] = stmt
+    return stmt
+
+
 def _insert(url: str, rows: list[dict[str, Any]]) -> None:
     """One transaction of rows into one database."""
     from .. import storage
-    from ..storage.tables import usage_calls
 
     eng = storage.engine(url)
+    stmt = insert_statement(eng.dialect.name)
     if eng.dialect.name != "sqlite":
         with eng.begin() as conn:
-            conn.execute(usage_calls.insert(), rows)
+            conn.execute(stmt, rows)
         return
     with eng.connect() as conn:
         conn.exec_driver_sql(f"PRAGMA busy_timeout={int(WRITER_BUSY_MS)}")
         try:
-            conn.execute(usage_calls.insert(), rows)
+            conn.execute(stmt, rows)
             conn.commit()
         except BaseException:
             conn.rollback()

@@ -19,6 +19,8 @@ from tests.fakes.base import FakeToolCall
 
 from .conftest import Proto
 
+pytestmark = pytest.mark.database
+
 
 @pytest.fixture
 def server(use_proto: Any) -> Iterator[tuple[ServerThread, Proto]]:

@@ -15,6 +15,8 @@ from tests.fakes.base import FakeToolCall
 
 from .conftest import Proto
 
+pytestmark = pytest.mark.database
+
 PROTOCOLS = ["anthropic", "openai", "gemini", "bedrock", "ollama", "deepseek"]
 
 

@@ -17,6 +17,8 @@ from synapse.agents.store import AgentNotFound, AgentStore
 from synapse.errors import SynapseError
 from synapse.types import ImagePart, Message, ReasoningPart, ServerToolPart, Source, TextPart, ToolCall, ToolResultPart
 
+pytestmark = pytest.mark.database
+
 THINKING = [{"type": "thinking", "thinking": "Let me think.", "signature": "EqQBCkYIBxgCKkD=="},
             {"type": "redacted_thinking", "data": "EmwKAhgBEgy..."}]
 

@@ -53,6 +53,7 @@ def test_make_use_and_revoke_a_key(world: dict[str, Any], page: Any, screenshots
     page.fill("#name", "laptop")
     page.fill("#models", "gpt-*")
     page.fill("#budget", "5")
+    page.fill("#rpm", "600")
     page.click("#create")
     page.wait_for_selector("#secret:not([hidden])")
     key = page.input_value("#secret-value")
@@ -64,6 +65,7 @@ def test_make_use_and_revoke_a_key(world: dict[str, Any], page: Any, screenshots
     assert row.locator('[data-col="prefix"]').inner_text() == key[:12] + "…"
     assert row.locator('[data-col="models"]').inner_text() == "gpt-*"
     assert row.locator('[data-col="budget"]').inner_text() == "$5.0000"
+    assert row.locator('[data-col="rpm"]').inner_text() == "600/min"
     assert row.locator('[data-col="status"]').inner_text() == "active"
     page.screenshot(path=str(screenshots / "keys-created.png"), full_page=True)
 
@@ -97,6 +99,10 @@ def test_the_api_never_returns_a_key_after_it_was_made(world: dict[str, Any]) ->
     listed = api.get("/api/keys")
     assert key not in listed.text and any(k["name"] == "api-made" and k["expires"] for k in listed.json())
     assert api.post("/api/keys", {"name": "x", "budget_usd": "lots"}).json()["field"] == "budget_usd"
+    assert api.post("/api/keys", {"name": "x", "rpm": 1.5}).json()["field"] == "rpm"
+    assert api.post("/api/keys", {"name": "x", "rpm": 0}).json()["field"] == "rpm"
+    limited = api.post("/api/keys", {"name": "limited", "rpm": 2})
+    assert limited.status == 201 and limited.json()["info"]["rpm"] == 2
     assert api.post("/api/keys", {"name": "api-made"}).status == 400  # names are unique
     assert api.delete("/api/keys/nobody").status == 404
     assert ApiClient(world["url"], origin=False).post("/api/keys", {"name": "csrf"}, csrf=False).status == 403

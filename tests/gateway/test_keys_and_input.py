@@ -18,6 +18,8 @@ from tests.fakes.anthropic import AnthropicFake
 from tests.fakes.base import FakeReply
 from tests.gateway.conftest import ledger_rows
 
+pytestmark = pytest.mark.database
+
 HI = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 HI_CLAUDE = {"model": "claude-sonnet-4-5", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -90,6 +92,27 @@ def test_a_spent_budget_is_429_that_says_so(gateway: Any, both: Any, make_key: A
     assert r.status_code == 429
     assert r.json()["error"]["type"] == "rate_limit_error" and "budget" in r.json()["error"]["message"]
     assert keys.list_keys(settings_mod.load())[0]["status"] == "budget spent"
+
+
+def test_a_rate_limit_is_429_with_the_wait_and_counts_only_calls(gateway: Any, both: Any, make_key: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """One instance (no Redis) counts a key's requests a minute itself; listing models is free."""
+    from synapse.scale import limits
+
+    monkeypatch.setattr(limits, "_clock", lambda: 1_765_000_050.0)  # mid-minute, whenever the test runs
+    key = make_key("paced", rpm=2)
+    assert get_models(gateway, key) and get_models(gateway, key) and get_models(gateway, key)
+    assert post(gateway, "/v1/chat/completions", HI, key).status_code == 200
+    assert post(gateway, "/v1/messages", HI_CLAUDE, key).status_code == 200
+    r = post(gateway, "/v1/chat/completions", HI, key)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
+    assert "2 requests a minute" in r.json()["error"]["message"]
+    assert int(r.headers["retry-after"]) == 30
+    assert post(gateway, "/v1/chat/completions", HI, make_key("other")).status_code == 200  # per key
+
+
+def get_models(gateway: Any, key: str) -> bool:
+    return httpx.get(gateway.url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
 
 
 def test_open_on_loopback_needs_the_setting_and_a_loopback_host(gateway: Any, both: Any, configure: Any) -> None:

@@ -31,6 +31,7 @@
         el("td", { "data-col": "last_used", text: when(k.last_used) }),
         el("td", { "data-col": "spend", class: "num", text: usd(k.spend_usd) }),
         el("td", { "data-col": "budget", class: "num", text: k.budget_usd === null ? "no limit" : usd(k.budget_usd) }),
+        el("td", { "data-col": "rpm", class: "num", text: k.rpm ? k.rpm + "/min" : "no limit" }),
         el("td", { "data-col": "status" }, statusBadge(k.status)),
         el("td", null, revoke));
     }));
@@ -76,6 +77,7 @@
       models: $("#models").value.trim(),
       budget_usd: $("#budget").value.trim() || null,
       expires_days: $("#expires").value.trim() || null,
+      rpm: $("#rpm").value.trim() || null,
     };
     $("#create").disabled = true;
     try {

@@ -6,13 +6,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
-from synapse.storage.tables import metadata, unmanaged
+from synapse.storage.tables import include_name, metadata
 
 config = context.config
-
-
-def _include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    return not (type_ == "table" and unmanaged(name))
 
 
 def _run(connection: sa.engine.Connection) -> None:
@@ -20,7 +16,7 @@ def _run(connection: sa.engine.Connection) -> None:
         connection=connection,
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
-        include_name=_include_name,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()
