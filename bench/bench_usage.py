@@ -59,6 +59,25 @@ def main() -> None:
     print(f"record():            {put / n * 1e6:.2f} µs per record  ({n:,} records)")
     print(f"writer:              {n / (put + drained):,.0f} records/s priced and written (batched, own thread)")
     print(f"writer CPU:          {cpu / n * 1e6:.1f} µs per record (pricing, row, SQLite insert)")
+
+    # Paced, as calls arrive at a server: a record every 1/rate s for 4 s. Here the writer's
+    # wake-ups count too (a writer that wakes per record takes the GIL once per call).
+    rate, seconds = 3000, 4.0
+    paced = [CallRecord("anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5", time.time(), 0.1, 0.05, u, "ok", True,
+                        ctx, settings=s) for _ in range(int(rate * seconds))]
+    flush(60)
+    cpu0, main0 = _thread_cpu(ledger._thread), time.thread_time()
+    t0 = time.perf_counter()
+    for i, r in enumerate(paced):
+        record(r)
+        if i % 3 == 2:  # 3 records a millisecond
+            delay = t0 + (i + 1) / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+    flush(60)
+    cpu = _thread_cpu(ledger._thread) - cpu0
+    print(f"writer CPU, paced:   {cpu / len(paced) * 1e6:.1f} µs per record at {rate:,} records/s "
+          f"({len(paced):,} records; the caller's thread {(time.thread_time() - main0) / len(paced) * 1e6:.1f} µs each)")
     print(f"written / failed:    {ledger.written:,} / {ledger.failed}")
 
     system = "Long stable instructions. " * 300 + SYNAPSE_VOLATILE + "Now: 12:00"
