@@ -229,6 +229,7 @@ def test_a_queue_longer_than_one_round_is_written_without_lingering_between_roun
     assert sum(inserts) == 35 and len(inserts) >= 4  # rounds of at most 10 records
 
 
+@pytest.mark.sqlite_only  # moves the ledger by the database_url setting (SYNAPSE_DATABASE_URL wins in scale mode)
 def test_a_new_settings_snapshot_is_followed_to_its_database(synapse_env: Path, tmp_path: Path) -> None:
     """The writer keeps the last snapshot's database URL; a save makes a new snapshot."""
     record(rec(Usage(input_tokens=1)))
@@ -238,3 +239,15 @@ def test_a_new_settings_snapshot_is_followed_to_its_database(synapse_env: Path, 
     assert [r["input_tokens"] for r in rows(moved)] == [2]
     settings_mod.update({"database_url": None})
     assert [r["input_tokens"] for r in rows()] == [1]
+
+
+def test_call_ids_are_unique_and_later_ones_sort_later() -> None:
+    """Time-ordered ids keep the unique index on call_id growing at its end (a random id
+    made every insert land anywhere in it: the writer slowed down as the table grew)."""
+    import time
+
+    ids = [ledger_mod.new_call_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids) and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    first = ledger_mod.new_call_id()
+    time.sleep(0.002)
+    assert ledger_mod.new_call_id() > first

@@ -175,9 +175,14 @@ def _assign_call_id(rec: "CallRecord") -> str:
 
 
 def new_call_id() -> str:
-    """A random id for one call's row (128 bits, hex): made once, so every retry of the row is
-    the same row and an insert that already landed is ignored (`insert_statement`)."""
-    return os.urandom(16).hex()
+    """An id for one call's row (32 hex digits): made once, so every retry of the row is the
+    same row and an insert that already landed is ignored (`insert_statement`).
+
+    The clock in nanoseconds, then 64 random bits: ids made later sort later, so the unique
+    index on `call_id` grows at its end. With 128 random bits each insert landed anywhere in
+    that index, and the writer's cost per row grew with the table (bench/RESULTS.md: 15 to
+    32 µs a row from 0 to 200,000 rows, against a flat 14 µs time-ordered)."""
+    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
 
 
 class Ledger:

@@ -27,6 +27,8 @@ from tests.fakes.base import FakeToolCall
 
 from .conftest import Proto
 
+pytestmark = pytest.mark.database
+
 ROOT = Path(__file__).parents[2]
 
 
@@ -149,6 +151,7 @@ def quick(city: str) -> str:
     return f"{city}: sunny"
 
 
+@pytest.mark.sqlite_only  # a database across the network stores each round before its tools run (loop.py)
 async def test_a_turn_whose_tools_answer_at_once_is_stored_in_one_write(use_proto: Any, statements: list[str]) -> None:
     proto: Proto = use_proto("openai")
     proto.fake.reply(proto.reply(text="", tool_calls=[FakeToolCall("c1", "quick", {"city": "Oslo"})]),
