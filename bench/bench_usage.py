@@ -1,12 +1,14 @@
 """How much the usage ledger and the prompt-cache planner add to a call.
 
-    .venv/bin/python bench/bench_usage.py [N]
+    .venv/bin/python bench/bench_usage.py [N] [--growth]
 
 Prints µs per `record()` (what the call path pays: a queue put), the writer's
 throughput (records priced and written a second, on its own thread) and its CPU time
 per record (the writer shares the GIL, and on one core the CPU, with the calls), and µs
 per `plan_prompt_cache` for a typical Anthropic request. Uses a throwaway data folder.
 To compare with another source tree, run it again with PYTHONPATH=that tree.
+`--growth` also prints the writer's CPU per record for each 20,000 records as the
+table grows to 200,000 rows (an index whose inserts land anywhere slows down with size).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def _thread_cpu(thread: threading.Thread | None) -> float:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
+    n = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 50_000
     os.environ["SYNAPSE_DATA_DIR"] = tempfile.mkdtemp(prefix="synapse-bench-")
     from synapse import settings
     from synapse.caching import SYNAPSE_VOLATILE, plan_prompt_cache
@@ -93,6 +95,18 @@ def main() -> None:
         plan_prompt_cache(req, "anthropic")
     plan = time.perf_counter() - t2
     print(f"plan_prompt_cache(): {plan / m * 1e6:.2f} µs per request (8 tools, 21 messages, volatile system)")
+
+    if "--growth" in sys.argv:
+        per: list[str] = []
+        for _ in range(10):
+            batch = [CallRecord("anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5", time.time(), 0.1, 0.05, u, "ok",
+                                True, ctx, settings=s) for _ in range(20_000)]
+            cpu0 = _thread_cpu(ledger._thread)
+            for r in batch:
+                record(r)
+            flush(600)
+            per.append(f"{(_thread_cpu(ledger._thread) - cpu0) / len(batch) * 1e6:.1f}")
+        print(f"writer CPU by table size (µs per record, each 20,000 more rows): {' '.join(per)}")
 
 
 if __name__ == "__main__":
