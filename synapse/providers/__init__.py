@@ -8,9 +8,9 @@ from typing import Any
 
 from .._env import getenv
 from ..errors import ConfigurationError
+from ..settings import Settings
 from .base import Adapter
 from .catalog import ProviderConfig, ProviderSpec
-from ..settings import Settings
 
 __all__ = ["Adapter", "adapter_for", "build_adapter", "not_configured"]
 
