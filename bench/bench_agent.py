@@ -7,7 +7,14 @@ tool call when the prompt asks for one). In the same run:
 * agent: `Agent.arun` turns, each continuing a stored two-message session (SQLite, WAL)
   like the baseline's history, each turn one model call;
 * agent, tool rounds: turns where the model calls a tool 3 times before it answers
-  (4 model calls a turn): the per-turn costs spread over more calls.
+  (4 model calls a turn): the per-turn costs spread over more calls;
+* continued sessions: what a chat does, turn after turn in the same session (20 sessions
+  in turn, so each grows to about N/10 messages); its baseline is `achat` with the same
+  session's history as it stands before the turn (read outside the timing). Here the
+  process holds each session's rows between turns (sessions.py), so a turn reads one row.
+
+The first rows use a new two-message session per turn: sessions this process has not
+read yet, so every turn reads the whole history (the cold case).
 
     .venv/bin/python bench/bench_agent.py [turns]
 
@@ -112,23 +119,47 @@ async def main() -> None:
         info = store.create(None, "bench", "t")
         store.append(info.id, [(history[0], {}), (history[1], {})])
         sessions.append(info.id)
+    from synapse.agents.sessions import replay
+
+    continued = []
+    for _ in range(20):
+        info = store.create(None, "bench", "t")
+        store.append(info.id, [(history[0], {}), (history[1], {})])
+        continued.append(info.id)
+    warm_history: list[Message] = []
+
+    async def warm_baseline() -> None:
+        await synapse.achat("gpt-4.1", [*warm_history, Message("user", [TextPart("next")])], system=system, tools=tools)
+
+    async def warm_turn() -> None:
+        await agent.arun("next", session_id=continued[0])
+
     # Interleaved (baseline, agent, baseline, agent, ...) so both see the same machine load.
     for fn in (baseline, turn, tool_turn):
         for _ in range(10):
             await fn()
-    samples: dict[str, list[float]] = {"base": [], "turn": [], "tools": []}
+    samples: dict[str, list[float]] = {"base": [], "turn": [], "tools": [], "warm base": [], "warm": []}
     for i in range(N):
         for key, fn in (("base", baseline), ("turn", turn)) + ((("tools", tool_turn),) if i % 2 == 0 else ()):
             t0 = time.perf_counter()
             await fn()
             samples[key].append(time.perf_counter() - t0)
+        continued.append(continued.pop(0))
+        warm_history = replay(store.messages(continued[0]))  # untimed: the baseline sends the same history
+        for key, fn in (("warm base", warm_baseline), ("warm", warm_turn)):
+            t0 = time.perf_counter()
+            await fn()
+            samples[key].append(time.perf_counter() - t0)
     base = statistics.median(samples["base"])
-    rows = [("achat (baseline)", base, 1), ("agent turn, 1 model call", statistics.median(samples["turn"]), 1),
-            ("agent turn, 3 tool rounds (4 calls)", statistics.median(samples["tools"]), 4)]
-    for label, t, calls in rows:
-        added = (t - calls * base) / calls
+    warm_base = statistics.median(samples["warm base"])
+    rows = [("achat (baseline)", base, base, 1), ("agent turn, 1 model call", statistics.median(samples["turn"]), base, 1),
+            ("agent turn, 3 tool rounds (4 calls)", statistics.median(samples["tools"]), base, 4),
+            ("achat, continued history (baseline)", warm_base, warm_base, 1),
+            ("agent turn, continued session", statistics.median(samples["warm"]), warm_base, 1)]
+    for label, t, b, calls in rows:
+        added = (t - calls * b) / calls
         print(f"{label:<40} median {t * 1000:7.3f} ms   added per model call {added * 1000:6.3f} ms"
-              f"   ratio {t / (calls * base):.2f}x")
+              f"   ratio {t / (calls * b):.2f}x")
     await close_session()
     proc.terminate()
 

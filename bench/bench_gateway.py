@@ -2,6 +2,11 @@
 Python pass-through, and the LiteLLM proxy, in one run on this machine.
 
     .venv/bin/python bench/bench_gateway.py [--seconds 10] [--no-litellm] [--only NAME,...]
+        [--baseline DIR] [--rounds N] [--litellm-venv DIR]
+
+`--baseline DIR` runs a second `synapse serve` from another source tree (e.g. `git archive
+main | tar -x -C DIR`) beside this one, and measures the two alternately, `--rounds` times
+(medians reported), so both see the same machine: the ratio is the result, not the rate.
 
 What runs where (2 cores): the gateway under test is pinned to CPU 0 (`taskset`); the
 fake upstream and the load generator (wrk, from Debian: `apt-get install wrk`) share
@@ -107,18 +112,20 @@ def upstream(port: int, first_byte_ms: float, event_ms: float) -> None:
                 body = self.buf[end + 4:end + 4 + n]
                 self.buf = self.buf[end + 4 + n:]
                 if b'"stream":true' in body.replace(b" ", b""):
-                    asyncio.ensure_future(self.stream())
+                    asyncio.ensure_future(self.stream(time.monotonic()))
                 elif b"/v1/messages" in head[:64]:
                     self.t.write(message)
                 else:
                     self.t.write(chat)
 
-        async def stream(self) -> None:
+        async def stream(self, received: float) -> None:
             await asyncio.sleep(first_byte_ms / 1000)
             self.t.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
             for k, ev in enumerate(events):
                 if k:
                     await asyncio.sleep(event_ms / 1000)
+                else:  # the first event says when the request came and when the event left (CLOCK_MONOTONIC)
+                    ev = ev.replace(b'"id": "chatcmpl-s"', b'"id": "chatcmpl-s", "bench": [%r, %r]' % (received, time.monotonic()), 1)
                 self.t.write(f"{len(ev):x}\r\n".encode() + ev + b"\r\n")
             self.t.write(b"0\r\n\r\n")
 
@@ -221,13 +228,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measured(pid: int, run: Any) -> dict[str, Any]:
+def measured(pid: int, run: Any, cpu: Any = None) -> dict[str, Any]:
     """`run()` (a wrk result) plus the CPU the process at `pid` spent per request: unlike
-    requests/s, that number does not depend on what else the machine is doing."""
-    before = cpu_seconds(pid)
+    requests/s, that number depends little on what else the machine is doing."""
+    cpu = cpu or cpu_seconds
+    before = cpu(pid)
     r = run()
-    r["cpu_us"] = (cpu_seconds(pid) - before) / max(1, r["requests"]) * 1e6
+    r["cpu_us"] = (cpu(pid) - before) / max(1, r["requests"]) * 1e6
     return r
+
+
+def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each number over rounds (the first round's text)."""
+    out = dict(results[0])
+    for k in ("rps", "p50", "p99", "cpu_us"):
+        vals = [r[k] for r in results if k in r]
+        if vals:
+            out[k] = statistics.median(vals)
+    out["requests"] = sum(r["requests"] for r in results)
+    out["non2xx"] = sum(r["non2xx"] for r in results)
+    out["rounds"] = [round(r.get("cpu_us", 0.0)) for r in results]
+    return out
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
@@ -260,27 +281,41 @@ def wrk(url: str, body: dict[str, Any], headers: dict[str, str], conns: int, sec
 
 
 async def stream_timings(url: str, body: dict[str, Any], headers: dict[str, str], n: int) -> dict[str, float]:
-    """Median time to the first `data:` event and the largest gap between events (ms)."""
+    """Median time to the first `data:` event and the largest gap between events (ms).
+
+    The upstream stamps its first event with when the request reached it and when the
+    event left it (CLOCK_MONOTONIC, shared by every process here), so the time to the
+    first event splits into the way there (`to_upstream`), the upstream's own 50 ms, and
+    the way back (`back`): what a gateway adds is in the two ways, whatever the timer did."""
     import aiohttp
 
     firsts: list[float] = []
     gaps: list[float] = []
+    there: list[float] = []
+    back: list[float] = []
     async with aiohttp.ClientSession() as s:
         for i in range(n + 3):
-            t0 = time.perf_counter()
+            t0 = time.monotonic()
             seen: list[float] = []
+            stamps = None
             async with s.post(url, json={**body, "stream": True}, headers=headers) as r:
                 assert r.status == 200, await r.text()
                 async for line in r.content:
-                    if line.startswith(b"data:") or line.startswith(b"event:"):
-                        if line.startswith(b"data:"):
-                            seen.append(time.perf_counter())
+                    if line.startswith(b"data:"):
+                        seen.append(time.monotonic())
+                        if stamps is None and b'"bench"' in line:
+                            stamps = json.loads(line[5:])["bench"]
             if i < 3 or not seen:
                 continue  # warm-up
             firsts.append((seen[0] - t0) * 1000)
             gaps.extend((b - a) * 1000 for a, b in zip(seen[1:-3], seen[2:-2]))  # the content events
+            if stamps is not None:
+                there.append((stamps[0] - t0) * 1000)
+                back.append((seen[0] - stamps[1]) * 1000)
     return {"first_p50": statistics.median(firsts), "first_p90": sorted(firsts)[int(len(firsts) * 0.9) - 1],
-            "gap_p50": statistics.median(gaps), "gap_max": max(gaps)}
+            "gap_p50": statistics.median(gaps), "gap_max": max(gaps),
+            "there_p50": statistics.median(there) if there else float("nan"),
+            "back_p50": statistics.median(back) if back else float("nan")}
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -306,11 +341,38 @@ def setup_synapse(data: Path, up: int) -> str:
     return key
 
 
-def start_synapse(data: Path, port: int, cpu: str | None, workers: int = 1) -> tuple[subprocess.Popen[bytes], float]:
+def start_synapse(data: Path, port: int, cpu: str | None, workers: int = 1, tree: Path | None = None,
+                  ) -> tuple[subprocess.Popen[bytes], float]:
+    """`synapse serve` from this checkout, or from the source tree `tree` (the baseline)."""
+    env = {"SYNAPSE_DATA_DIR": str(data)}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     t0 = time.perf_counter()
     proc = spawn([PY, "-m", "synapse.cli", "serve", "--port", str(port), "--workers", str(workers)], cpu,
-                 {"SYNAPSE_DATA_DIR": str(data)}, data / f"serve-{port}.log")
+                 env, data / f"serve-{port}.log")
     return proc, t0
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and every process below it (`--workers` children)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += cpu_seconds(p)
+        except OSError:
+            continue
+        todo.extend(children.get(p, []))
+    return total
 
 
 def first_answer(url: str, body: dict[str, Any], headers: dict[str, str], t0: float, timeout: float = 30) -> float:
@@ -328,13 +390,14 @@ def first_answer(url: str, body: dict[str, Any], headers: dict[str, str], t0: fl
     raise RuntimeError("no answer")
 
 
-def litellm_proxy(up: int, port: int) -> subprocess.Popen[bytes] | None:
-    exe = LITELLM_VENV / "bin" / "litellm"
+def litellm_proxy(up: int, port: int, venv: Path = LITELLM_VENV, scratch: Path | None = None
+                  ) -> subprocess.Popen[bytes] | None:
+    exe = venv / "bin" / "litellm"
     if not exe.exists():
-        print("making the LiteLLM venv (bench/.litellm-venv) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
-        subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True)
-    config = LITELLM_VENV / "bench-config.yaml"
+        print(f"making the LiteLLM venv ({venv}) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True)
+    config = (scratch or venv) / "bench-config.yaml"
     config.write_text(
         "model_list:\n"
         "  - model_name: gpt-4o-mini\n"
@@ -348,14 +411,23 @@ def litellm_proxy(up: int, port: int) -> subprocess.Popen[bytes] | None:
     env = {"LITELLM_LOG": "ERROR", "DISABLE_SCHEMA_UPDATE": "true", "LITELLM_TELEMETRY": "False",
            "LITELLM_MASTER_KEY": LITELLM_KEY}
     return spawn([str(exe), "--config", str(config), "--port", str(port), "--num_workers", "1"], "0", env,
-                 LITELLM_VENV / "proxy.log")
+                 (scratch or venv) / "proxy.log")
 
 
 def row(label: str, r: dict[str, Any]) -> None:
     extra = f"  non-2xx {r['non2xx']}" if r["non2xx"] else ""
     if "cpu_us" in r:
         extra += f"   CPU {r['cpu_us']:6.0f} us/req (one free core: {1e6 / max(r['cpu_us'], 1):,.0f} req/s)"
+    if len(r.get("rounds", ())) > 1:
+        extra += f"  rounds {r['rounds']}"
     print(f"  {label:<48} {r['rps']:>8,.0f} req/s   p50 {r['p50']:7.3f} ms   p99 {r['p99']:7.3f} ms{extra}", flush=True)
+
+
+SHAPES = (
+    ("OpenAI shape -> OpenAI (relay)", "/v1/chat/completions", OPENAI_REQUEST, {}),
+    ("Anthropic shape -> Anthropic (relay)", "/v1/messages", ANTHROPIC_REQUEST, {"anthropic-version": "2023-06-01"}),
+    ("OpenAI shape -> Anthropic (canonical)", "/v1/chat/completions", {**OPENAI_REQUEST, "model": "claude-sonnet-4-5"}, {}),
+)
 
 
 def main() -> None:
@@ -364,7 +436,10 @@ def main() -> None:
     ap.add_argument("--first-byte-ms", type=float, default=50)
     ap.add_argument("--event-ms", type=float, default=10)
     ap.add_argument("--no-litellm", action="store_true")
-    ap.add_argument("--only", default="", help="comma list: direct,passthrough,synapse,stream,memory,workers,litellm")
+    ap.add_argument("--only", default="", help="comma list: direct,passthrough,synapse,stream,start,memory,workers,litellm")
+    ap.add_argument("--baseline", type=Path, default=None, help="a source tree to measure beside this one")
+    ap.add_argument("--rounds", type=int, default=1, help="alternate the servers this many times (medians)")
+    ap.add_argument("--litellm-venv", type=Path, default=LITELLM_VENV)
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     want = lambda name: not only or name in only  # noqa: E731
@@ -385,8 +460,12 @@ def main() -> None:
     auth = {"Authorization": f"Bearer {key}"}
     secs = args.seconds
     procs: list[subprocess.Popen[bytes]] = []
+    trees: list[tuple[str, Path | None]] = [("synapse", None)]
+    if args.baseline is not None:
+        trees.insert(0, ("baseline", args.baseline.resolve()))
     try:
-        print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; gateway on CPU 0, upstream + wrk on CPU 1")
+        print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; gateway on CPU 0, upstream + wrk on CPU 1; "
+              f"load average {os.getloadavg()[0]:.1f}; {args.rounds} round(s)")
         direct = f"http://127.0.0.1:{up}/v1/chat/completions"
         results: dict[str, Any] = {}
         if want("direct"):
@@ -394,45 +473,74 @@ def main() -> None:
             row("upstream direct, c=64", results["direct64"])
             results["direct1"] = wrk(direct, OPENAI_REQUEST, {}, 1, secs)
             row("upstream direct, c=1", results["direct1"])
+        # every server under test at once (an idle one costs nothing), measured in turn
+        servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
         if want("passthrough"):
             pt = free_port()
             p = spawn([PY, __file__, "--passthrough", str(pt), str(up)], "0")
             procs.append(p)
             wait_port(pt)
-            wrk(f"http://127.0.0.1:{pt}/v1/chat/completions", OPENAI_REQUEST, {}, 64, 2)
-            results["pt64"] = measured(p.pid, lambda: wrk(f"http://127.0.0.1:{pt}/v1/chat/completions", OPENAI_REQUEST, {}, 64, secs))
-            row("bare Python pass-through, c=64", results["pt64"])
-            results["pt1"] = measured(p.pid, lambda: wrk(f"http://127.0.0.1:{pt}/v1/chat/completions", OPENAI_REQUEST, {}, 1, secs))
-            row("bare Python pass-through, c=1", results["pt1"])
-            stop(p)
-        port = free_port()
-        syn, t0 = start_synapse(data, port, "0")
-        procs.append(syn)
-        gw = f"http://127.0.0.1:{port}"
-        start_s = first_answer(gw + "/v1/chat/completions", OPENAI_REQUEST, auth, t0)
-        print(f"  synapse serve: start to first /v1 answer {start_s * 1000:.0f} ms, RSS {rss_mib(syn.pid):.0f} MiB")
-        results["start"] = start_s
-        if want("synapse"):
-            wrk(gw + "/v1/chat/completions", OPENAI_REQUEST, auth, 64, 2)  # warm
-            for label, path, body, hdrs in (
-                ("synapse OpenAI shape -> OpenAI (relay)", "/v1/chat/completions", OPENAI_REQUEST, auth),
-                ("synapse Anthropic shape -> Anthropic (relay)", "/v1/messages", ANTHROPIC_REQUEST,
-                 {**auth, "anthropic-version": "2023-06-01"}),
-                ("synapse OpenAI shape -> Anthropic (canonical)", "/v1/chat/completions",
-                 {**OPENAI_REQUEST, "model": "claude-sonnet-4-5"}, auth),
-            ):
-                for c in (64, 1):
-                    r = measured(syn.pid, lambda: wrk(gw + path, body, hdrs, c, secs))  # noqa: B023
-                    results[f"{label}{c}"] = r
-                    row(f"{label}, c={c}", r)
+            servers["bare pass-through"] = (p, f"http://127.0.0.1:{pt}")
+        for name, tree in trees:
+            port = free_port()
+            syn, t0 = start_synapse(data, port, "0", tree=tree)
+            procs.append(syn)
+            gw = f"http://127.0.0.1:{port}"
+            results[f"start {name}"] = first_answer(gw + "/v1/chat/completions", OPENAI_REQUEST, auth, t0)
+            servers[name] = (syn, gw)
+            print(f"  {name} serve: start to first /v1 answer {results[f'start {name}'] * 1000:.0f} ms")
+        time.sleep(3)  # the warm-up thread finishes
+        rows: list[tuple[str, str, str, dict[str, Any], dict[str, str], int]] = []
+        for c in (64, 1):
+            if "bare pass-through" in servers:
+                rows.append((f"bare pass-through, c={c}", "bare pass-through", "/v1/chat/completions", OPENAI_REQUEST, {}, c))
+            if want("synapse"):
+                for label, path, body, hdrs in SHAPES:
+                    for name, _ in trees:
+                        rows.append((f"{name} {label}, c={c}", name, path, body, {**auth, **hdrs}, c))
+        for _, name, path, body, hdrs, c in rows[: len(trees) + 1]:  # warm every server up
+            wrk(servers[name][1] + path, body, hdrs, 64, 2)
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for _ in range(args.rounds):
+            for label, name, path, body, hdrs, c in rows:
+                proc, base = servers[name]
+                r = measured(proc.pid, lambda: wrk(base + path, body, hdrs, c, secs))  # noqa: B023
+                runs.setdefault(label, []).append(r)
+        for label, *_ in rows:
+            results[label] = median_of(runs[label])
+            row(label, results[label])
+        if args.baseline is not None and want("synapse"):
+            print("  ratios this tree / baseline (median of the rounds' paired ratios, each pair measured back to back; "
+                  "CPU/req range in brackets):")
+            for c in (64, 1):
+                for label, *_ in SHAPES:
+                    new, old = runs[f"synapse {label}, c={c}"], runs[f"baseline {label}, c={c}"]
+                    cpu = sorted(n["cpu_us"] / o["cpu_us"] for n, o in zip(new, old))
+                    rps = statistics.median(n["rps"] / o["rps"] for n, o in zip(new, old))
+                    p50 = statistics.median(n["p50"] / o["p50"] for n, o in zip(new, old))
+                    print(f"    {label}, c={c}: CPU/req {statistics.median(cpu):.2f}x [{cpu[0]:.2f}-{cpu[-1]:.2f}], "
+                          f"req/s {rps:.2f}x, p50 {p50:.2f}x")
+        if "bare pass-through" in servers:
+            stop(servers.pop("bare pass-through")[0])
         if want("stream"):
-            d = asyncio.run(stream_timings(direct, OPENAI_REQUEST, {}, 40))
-            g = asyncio.run(stream_timings(gw + "/v1/chat/completions", OPENAI_REQUEST, auth, 40))
-            for label, t in (("stream direct", d), ("stream via synapse (relay)", g)):
-                print(f"  {label:<44} first event p50 {t['first_p50']:.2f} ms p90 {t['first_p90']:.2f} ms; "
+            stream_rows: list[tuple[str, str, dict[str, str]]] = [("direct", direct, {})]
+            stream_rows += [(name, servers[name][1] + "/v1/chat/completions", auth) for name, _ in trees]
+            timings: dict[str, list[dict[str, float]]] = {}
+            for _ in range(max(1, args.rounds)):
+                for name, url, hdrs in stream_rows:
+                    timings.setdefault(name, []).append(asyncio.run(stream_timings(url, OPENAI_REQUEST, hdrs, 40)))
+            med = {name: {k: statistics.median(t[k] for t in ts) for k in ts[0]} for name, ts in timings.items()}
+            for name, t in med.items():
+                print(f"  stream {name:<40} first event p50 {t['first_p50']:.2f} ms p90 {t['first_p90']:.2f} ms "
+                      f"(to the upstream {t['there_p50']:.3f} ms, back {t['back_p50']:.3f} ms); "
                       f"gaps p50 {t['gap_p50']:.2f} ms max {t['gap_max']:.2f} ms (upstream: every {args.event_ms:g} ms)")
-            print(f"  first event added: p50 {g['first_p50'] - d['first_p50']:.2f} ms, p90 {g['first_p90'] - d['first_p90']:.2f} ms")
+            for name, _ in trees:
+                ways = (med[name]["there_p50"] + med[name]["back_p50"]) - (med["direct"]["there_p50"] + med["direct"]["back_p50"])
+                print(f"  first event added by {name}: p50 {med[name]['first_p50'] - med['direct']['first_p50']:.2f} ms, "
+                      f"p90 {med[name]['first_p90'] - med['direct']['first_p90']:.2f} ms; "
+                      f"on the way there and back (medians) {ways:.3f} ms")
         if want("memory"):
+            syn, gw = servers["synapse"]
             done = sum(r.get("requests", 0) for k, r in results.items() if isinstance(r, dict) and k.startswith("synapse"))
             marks: list[tuple[int, float]] = [(done, rss_mib(syn.pid))]
             while done < 100_000:
@@ -440,22 +548,45 @@ def main() -> None:
                 done += r["requests"]
                 marks.append((done, rss_mib(syn.pid)))
             print("  RSS by requests served: " + ", ".join(f"{n:,}: {m:.0f} MiB" for n, m in marks))
-        stop(syn)
-        procs.remove(syn)
+        for proc, _ in servers.values():
+            stop(proc)
+            procs.remove(proc)
+        if want("start"):
+            for _ in range(max(3, args.rounds)):
+                for name, tree in trees:
+                    port = free_port()
+                    p, t0 = start_synapse(data, port, None, tree=tree)
+                    procs.append(p)
+                    results.setdefault(f"starts {name}", []).append(
+                        first_answer(f"http://127.0.0.1:{port}/v1/chat/completions", OPENAI_REQUEST, auth, t0))
+                    stop(p)
+                    procs.remove(p)
+            for name, _ in trees:
+                starts = results[f"starts {name}"]
+                print(f"  {name}: start to first /v1 answer, median {statistics.median(starts) * 1000:.0f} ms "
+                      f"(min {min(starts) * 1000:.0f}, max {max(starts) * 1000:.0f}; unpinned)")
         if want("workers"):
+            # Unpinned: the workers, wrk and the upstream share both cores. CPU per request
+            # (all worker processes) says what each worker costs whatever the machine does.
+            os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+            for _ in range(max(1, args.rounds)):
+                for w in (1, 2):
+                    port = free_port()
+                    p, t0 = start_synapse(data, port, None, w)
+                    procs.append(p)
+                    first_answer(f"http://127.0.0.1:{port}/v1/chat/completions", OPENAI_REQUEST, auth, t0)
+                    time.sleep(3)
+                    wrk(f"http://127.0.0.1:{port}/v1/chat/completions", OPENAI_REQUEST, auth, 64, 2, cpu="")
+                    r = measured(p.pid, lambda: wrk(f"http://127.0.0.1:{port}/v1/chat/completions", OPENAI_REQUEST,  # noqa: B023
+                                                    auth, 64, secs, cpu=""), tree_cpu_seconds)
+                    runs.setdefault(f"workers {w}", []).append(r)
+                    stop(p)
+                    procs.remove(p)
             for w in (1, 2):
-                port = free_port()
-                p, t0 = start_synapse(data, port, None, w)
-                procs.append(p)
-                first_answer(f"http://127.0.0.1:{port}/v1/chat/completions", OPENAI_REQUEST, auth, t0)
-                wrk(f"http://127.0.0.1:{port}/v1/chat/completions", OPENAI_REQUEST, auth, 64, 2, cpu="")
-                r = wrk(f"http://127.0.0.1:{port}/v1/chat/completions", OPENAI_REQUEST, auth, 64, secs, cpu="")
-                row(f"synapse --workers {w} (unpinned), c=64", r)
-                stop(p)
-                procs.remove(p)
+                row(f"synapse --workers {w} (unpinned), c=64", median_of(runs[f"workers {w}"]))
         if want("litellm") and not args.no_litellm:
             port = free_port()
-            p = litellm_proxy(up, port)
+            p = litellm_proxy(up, port, args.litellm_venv, tmp)
             if p is not None:
                 procs.append(p)
                 wait_port(port, 180, p)
@@ -467,6 +598,7 @@ def main() -> None:
                     row(f"LiteLLM proxy, c={c}", measured(p.pid, lambda: wrk(lurl, OPENAI_REQUEST, lauth, c, secs)))  # noqa: B023
                 stop(p)
                 procs.remove(p)
+        print(f"  load average at the end {os.getloadavg()[0]:.1f}")
     finally:
         for p in procs:
             stop(p)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import settings as settings_mod
-from .caching import cache_mode, plan_prompt_cache
+from .caching import cache_mode, plan_anthropic_body, plan_prompt_cache
 from .embed_mode import EmbedMode, check_mode, prefixed
 from .errors import (
     ConnectionFailedError,
@@ -41,7 +41,8 @@ from .errors import (
     UnknownModelError,
     UpstreamUnavailableError,
 )
-from .providers import adapter_for
+from .providers import adapter_for, transport
+from .providers.relay import AnthropicStreamReader, OpenAIStreamReader, StreamReader, body_usage
 from .providers.routing import KNOWN_PREFIXES, Route, default_embedding_model, resolve
 from .coerce import MessagesInput, SystemInput, ToolsInput, bad_argument, build_request, coerce_messages, coerce_tools
 from .types import (
@@ -534,9 +535,7 @@ async def aclose() -> None:
     in code that keeps its loop (a server, a notebook) and wants the sockets back, or
     before closing a loop that will not call `loop.close()`. The next call reconnects.
     """
-    from .providers.transport import close_session
-
-    await close_session()
+    await transport.close_session()
 
 
 @contextlib.asynccontextmanager
@@ -612,9 +611,6 @@ async def arelay(
     cancels the upstream request and records the usage seen so far as "cancelled".
     `endpoint="count_tokens"` (Anthropic) is relayed without a ledger row: it costs nothing.
     """
-    from .providers import transport
-    from .providers.relay import AnthropicStreamReader, OpenAIStreamReader, StreamReader, body_usage
-
     cfg = settings if settings is not None else settings_mod.load()
     route = route if route is not None else _route(str(body.get("model") or ""), cfg)
     if route.spec.protocol != protocol:
@@ -626,8 +622,6 @@ async def arelay(
     stream = bool(body.get("stream")) and endpoint == "chat"
     reader: StreamReader | None = None
     if protocol == "anthropic" and endpoint == "chat":
-        from .caching import plan_anthropic_body
-
         plan_anthropic_body(body, _flag(cfg.get("prompt_cache_enabled", True)))
         reader = AnthropicStreamReader() if stream else None
     elif stream:
@@ -656,11 +650,9 @@ async def arelay(
 
 async def _relay_chunks(resp: Any, reader: Any, call: _Call, adapter: Any) -> AsyncIterator[bytes]:
     """The relayed stream's bytes; exactly one ledger record however it ends."""
-    from .providers.transport import iter_chunks
-
     ttft: float | None = None
     try:
-        async for chunk in iter_chunks(resp, adapter):
+        async for chunk in transport.iter_chunks(resp, adapter):
             if ttft is None:
                 ttft = call.elapsed()
             out = reader.feed(chunk)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._env import getenv
 from .errors import SettingsError
 from .private_files import ensure_dir, remove_temp_files, write_private
 from .settings_schema import SCHEMA, validate
@@ -56,6 +57,7 @@ _SECRET_SUFFIXES = ("_key", "_secret", "_token", "_password")
 _KEY_PREFIXES = ("sk-ant-api03-", "sk-ant-", "sk-proj-", "sk-", "AIza", "xai-", "absk-", "ABSK")
 
 _save_lock = threading.Lock()
+_MISSING = object()
 
 
 def data_dir() -> Path:
@@ -117,16 +119,24 @@ class Settings(Mapping[str, Any]):
     file_values: Mapping[str, Any] = field(repr=False)  # holds keys: never in a repr
 
     def __getitem__(self, key: str) -> Any:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Like Mapping.get, without raising and catching KeyError on the way: the call
+        path reads a dozen settings a request, most of them defaults."""
         value = self.file_values.get(key)
-        if value not in (None, ""):
+        if value is not None and value != "":
             return value
         for env in ENV_FALLBACKS.get(key, ()):
-            env_value = os.environ.get(env)
+            env_value = getenv(env)
             if env_value:
                 return env_value
         if key in DEFAULTS:
             return DEFAULTS[key]
-        raise KeyError(key)
+        return default
 
     def __iter__(self) -> Iterator[str]:
         yield from DEFAULTS
@@ -216,7 +226,7 @@ def load(path: Path | None = None, *, max_age: float = 0.0) -> Settings:
         import time
 
         now = time.monotonic()
-        folder = os.environ.get("SYNAPSE_DATA_DIR") if path is None else path
+        folder = getenv("SYNAPSE_DATA_DIR") if path is None else path
         recent = _recent.get(folder)
         if recent is not None and now - recent[0] < max_age and _cache.get(recent[1].path, (None, None))[1] is recent[1]:
             return recent[1]
@@ -252,7 +262,7 @@ _scale_cache: dict[Path, tuple[Any, Settings]] = {}
 
 def _scale_of(settings: Settings) -> Any:
     """The shared settings store when these settings (or the environment) are in scale mode."""
-    if not settings.file_values.get("database_url") and not os.environ.get("SYNAPSE_DATABASE_URL"):
+    if not settings.file_values.get("database_url") and not getenv("SYNAPSE_DATABASE_URL"):
         return None
     from .scale.settings_store import scale_url, store_for
 

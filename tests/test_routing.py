@@ -98,3 +98,20 @@ def test_provider_without_key_names_provider_and_setting(synapse_env: Path, mode
 def test_no_model_and_no_default_says_how_to_set_one(synapse_env: Path) -> None:
     with pytest.raises(UnknownModelError, match="synapse config set model"):
         synapse.chat(None, "hi")
+
+
+def test_routes_are_worked_out_again_for_each_new_settings_snapshot(synapse_env: Path) -> None:
+    """Routes are kept per settings snapshot (the gateway routes each name once, not once a
+    request); a save is a new snapshot, so a changed alias or mode takes effect at once."""
+    from synapse import settings as settings_mod
+
+    s1 = settings_mod.update({"model_aliases": {"fast": "claude-haiku-4-5"}})
+    assert resolve("fast", s1).upstream_model == "claude-haiku-4-5"
+    assert resolve("fast", s1) is resolve("fast", s1)
+    s2 = settings_mod.update({"model_aliases": {"fast": "gpt-5-mini"}})
+    assert (resolve("fast", s2).spec.id, resolve("fast", s2).upstream_model) == ("openai", "gpt-5-mini")
+    assert resolve("fast", s1).upstream_model == "claude-haiku-4-5"  # the old snapshot still routes its own way
+    plain = {"model_aliases": {"fast": "grok-4"}}  # a plain mapping may change: never kept
+    assert resolve("fast", plain).spec.id == "xai"
+    plain["model_aliases"] = {"fast": "gemini-2.5-flash"}
+    assert resolve("fast", plain).spec.id == "gemini"

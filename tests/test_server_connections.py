@@ -217,3 +217,60 @@ def test_synapse_serve_outlives_more_idle_sockets_than_its_file_limit(synapse_en
             s.close()
         server.stop()
     assert os.path.exists(tmp_path / "serve.log")
+
+
+def test_a_busy_keep_alive_connection_stays_open_and_is_closed_once_idle(server: ServerThread) -> None:
+    """One header timer per connection, moved forward by each response: requests for
+    longer than the timeout keep the connection; silence after them closes it."""
+    s = connect(server.port)
+    try:
+        s.settimeout(5)
+        t0 = time.monotonic()
+        answered = 0
+        while time.monotonic() - t0 < TIMEOUT * 3:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            data = b""
+            while not data.endswith(b"ok"):
+                chunk = s.recv(4096)
+                assert chunk, f"closed after {answered} requests in {time.monotonic() - t0:.2f} s while busy"
+                data += chunk
+            answered += 1
+            time.sleep(TIMEOUT / 6)
+        t1 = time.monotonic()
+        closed, _ = closed_by_server(s, TIMEOUT * 4)
+        assert closed and TIMEOUT * 0.8 <= time.monotonic() - t1 < TIMEOUT * 4
+    finally:
+        s.close()
+
+
+def test_gateway_requests_make_no_access_log_record(synapse_env: Path) -> None:
+    """/v1 calls are recorded by the usage ledger; the access log keeps the rest."""
+    import logging
+
+    import uvicorn
+
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    access = logging.getLogger("uvicorn.access")
+    saved = (access.handlers[:], access.level, access.propagate)
+    srv = ServerThread(slow_app)  # (its config empties the access logger: the handler goes on after)
+    srv.server = uvicorn.Server(uvicorn.Config(slow_app, **{**uvicorn_settings(), "log_config": None, "access_log": True}))
+    access.handlers[:] = [Keep()]
+    access.setLevel(logging.INFO)
+    access.propagate = False
+    srv.start()
+    try:
+        assert get(srv.port, "/v1/models").startswith(b"HTTP/1.1 200")
+        assert get(srv.port, "/settings/models").startswith(b"HTTP/1.1 200")
+        deadline = time.monotonic() + 5
+        while not records and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        srv.stop()
+        access.handlers[:], _, access.propagate = saved
+        access.setLevel(saved[1])
+    assert len(records) == 1 and "/settings/models" in records[0]

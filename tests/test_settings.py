@@ -214,3 +214,32 @@ def test_load_with_max_age_skips_the_stat_but_sees_saves_at_once(synapse_env: Pa
     other = synapse_env.parent / "other-data"
     monkeypatch.setenv("SYNAPSE_DATA_DIR", str(other))
     assert settings.load(max_age=60).path == other / "settings.json"  # another data folder is another entry
+
+
+def test_a_snapshot_reads_the_environment_as_it_is_at_each_lookup(synapse_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`get` skips Mapping.get's raise-and-catch, and `_env.getenv` reads os.environ's own
+    mapping: a variable set or removed after the snapshot was loaded is seen at once."""
+    from synapse._env import getenv
+
+    s = settings.load()
+    assert s.get("openai_key") == "" and getenv("OPENAI_API_KEY") is None
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-later-0000")
+    assert s.get("openai_key") == s["openai_key"] == "sk-env-later-0000" == getenv("OPENAI_API_KEY")
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert s.get("openai_key") == "" and getenv("OPENAI_API_KEY") is None
+    os.environ["SYNAPSE_TEST_ÜNICODE"] = "wert-ü"
+    try:
+        assert getenv("SYNAPSE_TEST_ÜNICODE") == os.environ.get("SYNAPSE_TEST_ÜNICODE") == "wert-ü"
+    finally:
+        del os.environ["SYNAPSE_TEST_ÜNICODE"]
+
+
+def test_get_and_indexing_agree_on_unknown_and_falsy_values(synapse_env: Path) -> None:
+    settings.update({"my_zero": 0, "my_false": False, "my_empty": ""})
+    s = settings.load()
+    assert (s.get("my_zero"), s.get("my_false")) == (0, False)  # kept: only None and "" are empty
+    assert s.get("my_empty") is None and s.get("my_empty", "d") == "d"
+    assert s.get("no_such_key") is None and s.get("no_such_key", 7) == 7
+    with pytest.raises(KeyError):
+        s["no_such_key"]
+    assert s["prompt_cache_enabled"] is True and s.get("prompt_cache_enabled", False) is True

@@ -190,7 +190,8 @@ async def test_refused_connection_says_where_and_what_to_check(adapter: Dummy) -
 
 
 async def test_one_pooled_session_per_loop() -> None:
-    assert transport.session() is transport.session()
+    first = transport.session()
+    assert transport.session() is first
     other: list[Any] = []
 
     def in_other_loop() -> None:
@@ -202,6 +203,9 @@ async def test_one_pooled_session_per_loop() -> None:
 
     await asyncio.to_thread(in_other_loop)
     assert other[0] is not transport.session()
+    assert transport.session() is first  # another loop using (and closing) its own left this one's pool
+    await first.close()  # closed behind the transport's back: the next call gets a new session
+    assert transport.session() is not first and not transport.session().closed
 
 
 async def test_proxy_environment_is_read_only_when_a_proxy_is_set(monkeypatch: pytest.MonkeyPatch) -> None:

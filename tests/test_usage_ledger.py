@@ -200,3 +200,54 @@ def test_recording_is_a_cheap_queue_put(synapse_env: Path) -> None:
         storage.engine = storage_engine  # type: ignore[assignment]
     assert seen and all(name == "synapse-usage-writer" for name in seen)
     assert threading.current_thread().name not in seen
+
+
+def test_a_flush_ends_the_writers_linger_at_once(synapse_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer sleeps through its linger instead of waking for every record; a flush wakes it."""
+    record(rec(Usage(input_tokens=1)))
+    assert flush(60)  # the database exists: what follows is not its creation
+    monkeypatch.setattr(ledger_mod.ledger, "linger", 30.0)
+    record(rec(Usage(input_tokens=2)))
+    assert flush(10)
+    assert [r["input_tokens"] for r in rows()] == [1, 2]
+
+
+def test_a_queue_longer_than_one_round_is_written_without_lingering_between_rounds(
+    synapse_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record(rec(Usage(input_tokens=0)))
+    assert flush(60)
+    monkeypatch.setattr(ledger_mod, "ROUND_MAX", 10)
+    monkeypatch.setattr(ledger_mod.ledger, "linger", 30.0)
+    inserts: list[int] = []
+    real_insert = ledger_mod._insert
+    monkeypatch.setattr(ledger_mod, "_insert", lambda url, batch: (inserts.append(len(batch)), real_insert(url, batch)))
+    for i in range(1, 36):
+        record(rec(Usage(input_tokens=i)))
+    assert flush(10)  # one wake for the flush; a second 30 s linger would time this out
+    assert [r["input_tokens"] for r in rows()] == list(range(36))
+    assert sum(inserts) == 35 and len(inserts) >= 4  # rounds of at most 10 records
+
+
+@pytest.mark.sqlite_only  # moves the ledger by the database_url setting (SYNAPSE_DATABASE_URL wins in scale mode)
+def test_a_new_settings_snapshot_is_followed_to_its_database(synapse_env: Path, tmp_path: Path) -> None:
+    """The writer keeps the last snapshot's database URL; a save makes a new snapshot."""
+    record(rec(Usage(input_tokens=1)))
+    assert flush(60)
+    moved = settings_mod.update({"database_url": f"sqlite:///{tmp_path / 'moved.db'}"})
+    record(rec(Usage(input_tokens=2), settings=moved))
+    assert [r["input_tokens"] for r in rows(moved)] == [2]
+    settings_mod.update({"database_url": None})
+    assert [r["input_tokens"] for r in rows()] == [1]
+
+
+def test_call_ids_are_unique_and_later_ones_sort_later() -> None:
+    """Time-ordered ids keep the unique index on call_id growing at its end (a random id
+    made every insert land anywhere in it: the writer slowed down as the table grew)."""
+    import time
+
+    ids = [ledger_mod.new_call_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids) and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    first = ledger_mod.new_call_id()
+    time.sleep(0.002)
+    assert ledger_mod.new_call_id() > first

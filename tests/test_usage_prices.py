@@ -129,3 +129,30 @@ def test_the_fast_per_model_rates_agree_with_the_library_call_by_call(
     assert got is not None
     assert got.cost_usd == pytest.approx(float(lib.total_price), rel=1e-12, abs=1e-15)
     assert got.savings_usd == pytest.approx(float(no_cache.total_price - lib.total_price), rel=1e-9, abs=1e-15)
+
+
+def _utc_ts(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "genai_provider", "times"),
+    [
+        # a price that starts on a UTC date (AWS's gpt-5.6-luna got cheaper on 2026-07-30)
+        ("bedrock", "openai.gpt-5.6-luna", "aws", ["2026-07-29T23:59:59", "2026-07-30T00:00:01"]),
+        # a price for some hours of each day: DeepSeek's peak 00:30-16:30 UTC, off-peak otherwise
+        ("deepseek", "deepseek-chat", "deepseek", ["2026-03-12T10:00:00", "2026-03-12T20:00:00", "2026-03-12T00:10:00"]),
+    ],
+)
+def test_prices_that_change_over_time_are_read_for_each_calls_own_time(
+    provider: str, model: str, genai_provider: str, times: list[str]
+) -> None:
+    """The rates are kept between calls (the ledger prices thousands a second); a call
+    later the same day, or just after midnight, must still get the price of its own time."""
+    u = Usage(input_tokens=1_000_000, output_tokens=100_000)
+    got = [price(provider, model, u, when=_utc_ts(t)) for t in times]
+    lib = [calc_price(GUsage(input_tokens=1_000_000, output_tokens=100_000), model, provider_id=genai_provider,
+                      genai_request_timestamp=datetime.fromtimestamp(_utc_ts(t), tz=timezone.utc)).total_price
+           for t in times]
+    assert [p.cost_usd if p else None for p in got] == [pytest.approx(float(x), rel=1e-12) for x in lib]
+    assert len({float(x) for x in lib[:2]}) == 2  # the two times really have different prices

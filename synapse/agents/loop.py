@@ -52,6 +52,9 @@ from .tools import FunctionTool, ToolOutcome
 __all__ = ["run_turn", "system_parts", "user_message"]
 
 _SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+#: Seconds tools may run before the reply that called them is stored on its own (until
+#: then it is stored with their results and the next reply, in the same write).
+SAVE_WHILE_TOOLS_RUN = 0.05
 STOPPED_RESULT = "stopped by the user before this tool finished"
 
 def _closing(agen: Any) -> Any:
@@ -399,18 +402,27 @@ async def _rounds(
         if assistant.content:
             state.unsaved.append((assistant, meta))
             messages.append(assistant)
-        if state.unsaved:
-            await _db(store, _save, store, state)
         stop_reason = response.stop_reason
         if not response.tool_calls:
             break
+        # A reply with tool calls is stored with the tools' results and the next reply,
+        # in one write, unless the tools take longer than SAVE_WHILE_TOOLS_RUN: then it
+        # is stored while they run (a long tool round is not lost to a crash).
+        if state.unsaved and not store.local:
+            await _db(store, _save, store, state)
         for call in response.tool_calls:
             yield ToolCallEvent(call.id, call.name, call.arguments, rnd)
         state.open_calls = {c.id: c for c in response.tool_calls}
         state.results = {}
-        async with _closing(_run_tools(response.tool_calls, tools, timeout, state, rnd)) as running:
-            async for result in running:
-                yield result
+        saver = asyncio.get_running_loop().call_later(SAVE_WHILE_TOOLS_RUN, _save_quietly, store, state) \
+            if state.unsaved else None
+        try:
+            async with _closing(_run_tools(response.tool_calls, tools, timeout, state, rnd)) as running:
+                async for result in running:
+                    yield result
+        finally:
+            if saver is not None:
+                saver.cancel()
         results = Message("user", [ToolResultPart(c.id, state.results[c.id].content, c.name, state.results[c.id].is_error)
                                    for c in response.tool_calls])
         state.unsaved.append((results, {"round": rnd}))
@@ -469,10 +481,22 @@ def _save(store: SessionStore, state: _State) -> None:
     """Store what is not stored yet, in one transaction."""
     if state.unsaved:
         items, state.unsaved = state.unsaved, []
-        seqs = store.append(state.session_id, items, first_seq=state.next_seq)
+        try:
+            seqs = store.append(state.session_id, items, first_seq=state.next_seq)
+        except BaseException:
+            state.unsaved[:0] = items  # kept, in order, for the next write
+            raise
         state.next_seq = seqs[-1] + 1
         if not state.user_seq:
             state.user_seq = seqs[0]  # the user message is the first one a turn stores
+
+
+def _save_quietly(store: SessionStore, state: _State) -> None:
+    """The reply before slow tools, stored from a timer on the loop (SQLite: inline, quick)."""
+    try:
+        _save(store, state)
+    except Exception as exc:  # the turn's next write tries again
+        log.warning("could not store the reply of session %s before its tools finished: %s", state.session_id, exc)
 
 
 def _save_partial(store: SessionStore, state: _State, meta: Mapping[str, Any]) -> None:

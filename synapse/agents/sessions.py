@@ -7,13 +7,27 @@ results and the providers' reasoning blocks with their signatures) plus `meta` (
 usage, cost, reasoning text, stopped). Compaction adds a `summary` row that stands in
 for the messages up to `meta.through` when the history is replayed; the originals stay.
 Token and cost totals come from the usage ledger (`usage_calls.session`).
+
+A turn reads its session's history and writes its reply, on every turn. So the rows a
+process read or wrote are kept in memory (`_History`, the last CACHED_SESSIONS sessions),
+and a turn's read is one small query that fetches the session row with its version:
+(created_at, updated_at, newest seq). Every write bumps `updated_at`; a write whose
+`UPDATE ... WHERE updated_at = <the version this process holds>` finds its row knows that
+nobody else wrote in between, and adds its rows to the kept history; otherwise (another
+process wrote, or another store object in this one) the kept history is dropped and the
+next turn reads the rows again. So a kept history is never served after another process
+wrote the session.
 """
 
 from __future__ import annotations
 
 import builtins
+import json
+import math
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -74,22 +88,102 @@ class StoredMessage:
     created_at: float
 
 
+#: Sessions whose rows a process keeps between turns (most recently used).
+CACHED_SESSIONS = 64
+
+
+@dataclass(slots=True)
+class _History:
+    """The rows of one session as this process last read or wrote them, and the version
+    of the session row they go with."""
+
+    created_at: float
+    updated_at: float
+    last_seq: int | None
+    rows: builtins.list[StoredMessage]
+
+
+_histories: "OrderedDict[tuple[str, str], _History]" = OrderedDict()
+_histories_lock = threading.Lock()
+
+
+def _kept(key: tuple[str, str]) -> _History | None:
+    with _histories_lock:
+        hist = _histories.get(key)
+        if hist is not None:
+            _histories.move_to_end(key)
+        return hist
+
+
+def _keep(key: tuple[str, str], hist: _History | None) -> None:
+    with _histories_lock:
+        if hist is None:
+            _histories.pop(key, None)
+            return
+        _histories[key] = hist
+        _histories.move_to_end(key)
+        while len(_histories) > CACHED_SESSIONS:
+            _histories.popitem(last=False)
+
+
+class _Statements:
+    """The session queries, built once (building a SQLAlchemy statement costs more than
+    running it on SQLite)."""
+
+    def __init__(self) -> None:
+        import sqlalchemy as sa
+
+        from ..storage.tables import chat_sessions as t
+        from ..storage.tables import session_messages as m
+
+        sid: Any = sa.bindparam("sid")
+        newest = sa.select(sa.func.max(m.c.seq)).where(m.c.session_id == t.c.id).scalar_subquery()
+        self.session_and_version = sa.select(t, newest.label("last_seq")).where(t.c.id == sid)
+        self.rows = (sa.select(m.c.seq, m.c.kind, m.c.role, m.c.content, m.c.meta, m.c.created_at)
+                     .where(m.c.session_id == sid).order_by(m.c.seq))
+        self.last_seq = sa.select(sa.func.max(m.c.seq)).where(m.c.session_id == sid)
+        self.insert = sa.insert(m)
+        self.touch = sa.update(t).where(t.c.id == sid).values(updated_at=sa.bindparam("now"))
+        self.touch_if = (sa.update(t).where(t.c.id == sid, t.c.updated_at == sa.bindparam("seen"))
+                         .values(updated_at=sa.bindparam("now")))
+
+
+_statements: _Statements | None = None
+
+
+def _q() -> _Statements:
+    global _statements
+    if _statements is None:
+        _statements = _Statements()
+    return _statements
+
+
 class SessionStore:
     """Sessions in the database of `settings` (default: the current settings)."""
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         self.settings = settings
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The database URL (worked out once per store)."""
+        if self._url is None:
+            from .. import storage
+
+            self._url = storage.database_url(self.settings)
+        return self._url
 
     @property
     def engine(self) -> "sa.Engine":
         from .. import storage
 
-        return storage.engine(settings=self.settings)
+        return storage.engine(self.url)
 
     @property
     def local(self) -> bool:
         """SQLite: a local file, fast enough to use from the event loop."""
-        return self.engine.dialect.name == "sqlite"
+        return self.url.startswith("sqlite")
 
     # --- sessions -----------------------------------------------------------------------
 
@@ -104,6 +198,7 @@ class SessionStore:
         with self.engine.begin() as conn:
             conn.execute(sa.insert(t).values(id=info.id, agent_id=agent_id, agent_name=agent_name, title=title[:255],
                                              model=model, created_at=now, updated_at=now))
+        _keep((self.url, info.id), _History(now, now, None, []))
         return info
 
     def find(self, session_id: str) -> SessionInfo | None:
@@ -152,6 +247,7 @@ class SessionStore:
             values["model"] = model
         if agent is not None:
             values["agent_id"], values["agent_name"] = agent
+        _keep((self.url, session_id), None)  # its version changes: read again next time
         with self.engine.begin() as conn:
             if not conn.execute(sa.update(t).where(t.c.id == session_id).values(**values)).rowcount:
                 raise SessionNotFound(f"no session {session_id!r}")
@@ -163,6 +259,7 @@ class SessionStore:
         from ..storage.tables import chat_sessions as t
         from ..storage.tables import session_messages as m
 
+        _keep((self.url, session_id), None)
         with self.engine.begin() as conn:
             if not conn.execute(sa.delete(t).where(t.c.id == session_id)).rowcount:
                 raise SessionNotFound(f"no session {session_id!r}")
@@ -218,52 +315,90 @@ class SessionStore:
             return []
         import sqlalchemy as sa
 
-        from ..storage.tables import chat_sessions as t
-        from ..storage.tables import session_messages as m
-
-        now = time.time()
+        q = _q()
+        key = (self.url, session_id)
         payload = [(msg.role, dump_message(msg)["content"], dict(meta) or None) for msg, meta in messages]
         for attempt in (0, 1):
+            kept = _kept(key)
+            now = time.time()
+            if kept is not None and now == kept.updated_at:  # a coarse clock: still a new version
+                now = math.nextafter(now, math.inf)
             try:
                 with self.engine.begin() as conn:
                     first = first_seq
                     if first is None or attempt:
-                        last = conn.execute(sa.select(sa.func.max(m.c.seq)).where(m.c.session_id == session_id)).scalar()
+                        last = conn.execute(q.last_seq, {"sid": session_id}).scalar()
                         first = (last or 0) + 1
                     rows = [{"session_id": session_id, "seq": first + i, "kind": kind, "role": role, "content": content,
                              "meta": meta, "created_at": now} for i, (role, content, meta) in enumerate(payload)]
-                    conn.execute(sa.insert(m), rows)
-                    conn.execute(sa.update(t).where(t.c.id == session_id).values(updated_at=now))
-                return [r["seq"] for r in rows]
+                    conn.execute(q.insert, rows)
+                    # Nobody else wrote since the version this process holds: then the kept
+                    # rows plus these are the session's rows.
+                    alone = kept is not None and conn.execute(
+                        q.touch_if, {"sid": session_id, "seen": kept.updated_at, "now": now}).rowcount == 1
+                    if not alone:
+                        conn.execute(q.touch, {"sid": session_id, "now": now})
             except sa.exc.IntegrityError:
+                _keep(key, None)
                 if attempt:
                     raise
+                continue
+            if alone and kept is not None and (kept.last_seq or 0) == first - 1:
+                kept.rows.extend(_stored((r["seq"], kind, r["role"], _json(r["content"]), _json(r["meta"]), now))
+                                 for r in rows)
+                kept.updated_at, kept.last_seq = now, rows[-1]["seq"]
+                _keep(key, kept)
+            else:
+                _keep(key, None)
+            return [r["seq"] for r in rows]
         raise AssertionError("unreachable")
 
     def open(self, session_id: str) -> tuple[SessionInfo | None, builtins.list[StoredMessage]]:
-        """The session and all its rows, in one read (the start of a turn)."""
-        import sqlalchemy as sa
-
-        from ..storage.tables import chat_sessions as t
-        from ..storage.tables import session_messages as m
-
+        """The session and all its rows (the start of a turn): one small query when this
+        process holds the session's current rows, two otherwise."""
+        q = _q()
+        key = (self.url, session_id)
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(t).where(t.c.id == session_id)).mappings().first()
+            row = conn.execute(q.session_and_version, {"sid": session_id}).mappings().first()
             if row is None:
+                _keep(key, None)
                 return None, []
-            rows = conn.execute(
-                sa.select(m.c.seq, m.c.kind, m.c.role, m.c.content, m.c.meta, m.c.created_at)
-                .where(m.c.session_id == session_id).order_by(m.c.seq)
-            ).all()
-        return _info(row), [_stored(r) for r in rows]
+            kept = _kept(key)
+            if kept is not None and (kept.created_at, kept.updated_at, kept.last_seq) == (
+                    row["created_at"], row["updated_at"], row["last_seq"]):
+                return _info(row), builtins.list(kept.rows)
+            rows = [_stored(r) for r in conn.execute(q.rows, {"sid": session_id}).all()]
+        # The rows may be newer than the version read before them: then the next turn
+        # finds another version and reads again.
+        _keep(key, _History(row["created_at"], row["updated_at"], row["last_seq"], rows))
+        return _info(row), builtins.list(rows)
 
     def update_meta(self, session_id: str, seq: int, meta: Mapping[str, Any]) -> None:
+        """Replace one stored message's meta (what memory did in the turn, a summary's range)."""
         import sqlalchemy as sa
 
         from ..storage.tables import session_messages as m
 
+        q = _q()
+        key = (self.url, session_id)
+        kept = _kept(key)
+        now = time.time()
+        if kept is not None and now == kept.updated_at:
+            now = math.nextafter(now, math.inf)
         with self.engine.begin() as conn:
             conn.execute(sa.update(m).where(m.c.session_id == session_id, m.c.seq == seq).values(meta=dict(meta)))
+            alone = kept is not None and conn.execute(
+                q.touch_if, {"sid": session_id, "seen": kept.updated_at, "now": now}).rowcount == 1
+            if not alone:
+                conn.execute(q.touch, {"sid": session_id, "now": now})
+        if alone and kept is not None:
+            new_meta = dict(_json(dict(meta)) or {})
+            kept.rows = [StoredMessage(r.seq, r.kind, r.message, new_meta, r.created_at) if r.seq == seq else r
+                         for r in kept.rows]
+            kept.updated_at = now
+            _keep(key, kept)
+        else:
+            _keep(key, None)
 
     def messages(self, session_id: str) -> builtins.list[StoredMessage]:
         """Every stored row of the session in order, summaries included."""
@@ -320,6 +455,11 @@ def _valid(messages: list[Message]) -> list[Message]:
         out.insert(0, Message("user", [TextPart("(earlier conversation)")]))
         break
     return out
+
+
+def _json(value: Any) -> Any:
+    """A value as the JSON column gives it back (what a read of the row would see)."""
+    return None if value is None else json.loads(json.dumps(value))
 
 
 def _stored(r: Any) -> StoredMessage:

@@ -32,6 +32,7 @@ import orjson
 from .. import client
 from .. import settings as settings_mod
 from ..errors import SynapseError
+from ..server.auth import is_loopback
 from . import anthropic_shape, keys, openai_shape
 from .problems import Problem, problem_for
 from .request import Invalid
@@ -384,16 +385,12 @@ def _max_body(settings: Any) -> int:
 
 
 def _from_loopback(scope: Scope) -> bool:
-    from ..server.auth import is_loopback
-
     peer: Any = scope.get("client")
     return bool(peer) and is_loopback(str(peer[0]))
 
 
 def _loopback_host(host: str) -> bool:
     from urllib.parse import urlsplit
-
-    from ..server.auth import is_loopback
 
     return is_loopback(urlsplit("//" + host).hostname or "")
 

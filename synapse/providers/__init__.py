@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Mapping
 from typing import Any
 
+from .._env import getenv
 from ..errors import ConfigurationError
+from ..settings import Settings
 from .base import Adapter
 from .catalog import ProviderConfig, ProviderSpec
 
@@ -47,8 +48,9 @@ def not_configured(spec: ProviderSpec) -> ConfigurationError:
     )
 
 
-#: provider id -> (the Settings snapshot, the environment it read, its ProviderConfig).
-_configs: dict[str, tuple[Any, tuple[str | None, ...], ProviderConfig]] = {}
+#: provider id -> (the Settings snapshot, the environment it read, its ProviderConfig,
+#: the adapters built for it by protocol).
+_configs: dict[str, tuple[Any, tuple[str | None, ...], ProviderConfig, dict[str | None, Adapter]]] = {}
 _env_names: dict[str, tuple[str, ...]] = {}
 
 
@@ -62,27 +64,31 @@ def _env_stamp(spec: ProviderSpec) -> tuple[str | None, ...]:
         if spec.id == "bedrock":
             names += ENV_FALLBACKS.get("aws_region", ()) + ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
         _env_names[spec.id] = names
-    return tuple(os.environ.get(n) for n in names)
+    return tuple([getenv(n) for n in names])
 
 
 def adapter_for(spec: ProviderSpec, settings: Mapping[str, Any], protocol: str | None = None) -> Adapter:
     """The adapter for `spec` under the current settings; raises if the provider is not set up.
 
     A `settings.Settings` is an immutable snapshot (a change makes a new one), so its
-    resolved config is kept until the next snapshot or a change of the environment
-    variables it falls back to; a plain mapping is resolved each time.
+    resolved config (and the adapter for it) is kept until the next snapshot or a change
+    of the environment variables it falls back to; a plain mapping is resolved each time.
     """
-    from ..settings import Settings
-
     hit = _configs.get(spec.id)
     env = _env_stamp(spec)
     if hit is not None and hit[0] is settings and hit[1] == env:
+        adapter = hit[3].get(protocol)
+        if adapter is not None:
+            return adapter
         config = hit[2]
     else:
         config = spec.configure(settings)
-        if isinstance(settings, Settings):
-            _configs[spec.id] = (settings, env, config)
+        hit = None
     if not spec.is_configured(config):
         raise not_configured(spec)
-    return build_adapter(spec, config, protocol)
-
+    adapter = build_adapter(spec, config, protocol)
+    if isinstance(settings, Settings):
+        if hit is None:
+            hit = _configs[spec.id] = (settings, env, config, {})
+        hit[3][protocol] = adapter
+    return adapter

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import UnknownModelError
+from ..settings import Settings
 from .catalog import PROVIDERS, ProviderSpec, protocol_for
 from .catalog import get as get_spec
 
@@ -129,7 +130,32 @@ def _parse_aliases(raw: Any) -> dict[str, str]:
     return {str(k).strip(): str(v).strip() for k, v in raw.items() if str(k).strip() and str(v).strip()}
 
 
+#: The routes worked out under one settings snapshot: (that snapshot, (model, purpose) -> Route).
+#: A `Settings` never changes (a save makes a new one), so the gateway routes each model
+#: name once per snapshot instead of once a request. Replaced whole, never edited across
+#: snapshots, so a thread routing under another snapshot cannot mix the two.
+_routes: tuple[Any, dict[tuple[str, str], Route]] = (None, {})
+_ROUTES_MAX = 1024
+
+
 def resolve(model: str, settings: Mapping[str, Any] | None = None, purpose: Literal["chat", "embed"] = "chat") -> Route:
+    """Where a call to `model` goes under `settings` (aliases applied)."""
+    global _routes
+    cache = _routes
+    if settings is not None and cache[0] is settings:
+        hit = cache[1].get((model, purpose))
+        if hit is not None:
+            return hit
+    route = _resolve(model, settings, purpose)
+    if isinstance(settings, Settings):
+        if cache[0] is not settings:
+            cache = _routes = (settings, {})
+        if len(cache[1]) < _ROUTES_MAX:
+            cache[1][(model, purpose)] = route
+    return route
+
+
+def _resolve(model: str, settings: Mapping[str, Any] | None, purpose: str) -> Route:
     name = model.strip()
     if not name:
         raise UnknownModelError("no model given: pass a model name (e.g. claude-sonnet-4-5) or set `model` in settings")

@@ -61,6 +61,9 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
 
 _sessions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession]" = weakref.WeakKeyDictionary()
+#: The last loop asked for (weakly) and its session: a server has one loop, and a
+#: WeakKeyDictionary lookup makes a weak reference every time.
+_last: tuple["weakref.ref[asyncio.AbstractEventLoop] | None", aiohttp.ClientSession | None] = (None, None)
 
 
 def session() -> aiohttp.ClientSession:
@@ -68,7 +71,11 @@ def session() -> aiohttp.ClientSession:
 
     It is closed when its loop closes (see `_close_with_loop`), so `asyncio.run(achat(...))`
     in a loop leaves no socket and no "Unclosed client session" behind."""
+    global _last
     loop = asyncio.get_running_loop()
+    ref, s = _last
+    if ref is not None and ref() is loop and s is not None and not s.closed:
+        return s
     s = _sessions.get(loop)
     if s is None or s.closed:
         connector = aiohttp.TCPConnector(limit=512, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
@@ -77,6 +84,7 @@ def session() -> aiohttp.ClientSession:
         s = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=_proxy_configured())
         _sessions[loop] = s
         _close_with_loop(loop)
+    _last = (weakref.ref(loop), s)
     return s
 
 
@@ -115,6 +123,11 @@ def _close_with_loop(loop: asyncio.AbstractEventLoop) -> None:
         pass
 
 
+def _forget_last() -> None:
+    global _last
+    _last = (None, None)
+
+
 #: Other per-loop clients closed with their loop (scale mode's Redis clients): loop -> closers.
 _closers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Callable[[], Awaitable[None]]]]" = (
     weakref.WeakKeyDictionary()
@@ -128,6 +141,7 @@ def close_with_loop(loop: asyncio.AbstractEventLoop, closer: Callable[[], Awaita
 
 
 def _close_on_stopped(loop: asyncio.AbstractEventLoop) -> None:
+    _forget_last()
     s = _sessions.pop(loop, None)
     closers = _closers.pop(loop, [])
     if loop.is_closed() or loop.is_running():
@@ -162,6 +176,7 @@ async def close_session() -> None:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return
+    _forget_last()
     s = _sessions.pop(loop, None)
     if s is not None and not s.closed:
         await _close(s)
@@ -234,8 +249,18 @@ def _delay(attempt: int, err: ProviderError) -> float | None:
     return backoff * (0.5 + random.random() / 2)
 
 
+_timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+
 def _timeout(source: ErrorSource) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=None, connect=min(10.0, source.config.timeout), sock_read=source.config.timeout)
+    """One attempt's limits (connect, then each read): made once per `request_timeout` value."""
+    seconds = source.config.timeout
+    t = _timeouts.get(seconds)
+    if t is None:
+        if len(_timeouts) > 64:
+            _timeouts.clear()
+        t = _timeouts[seconds] = aiohttp.ClientTimeout(total=None, connect=min(10.0, seconds), sock_read=seconds)
+    return t
 
 
 def _where(spec: ProviderSpec) -> str:

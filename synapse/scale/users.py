@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..server.auth import _DUMMY_HASH, check_password, hash_password, validate_password, validate_username
+from ..server.auth import _dummy_hash, check_password, hash_password, validate_password, validate_username
 
 __all__ = ["DatabaseUsers"]
 
@@ -58,6 +58,6 @@ class DatabaseUsers:
         with self._engine().connect() as conn:
             stored = conn.execute(sa.select(users.c.password).where(users.c.name == username)).scalar()
         if not isinstance(stored, str):
-            check_password(password, _DUMMY_HASH)  # same work for an unknown user
+            check_password(password, _dummy_hash())  # same work for an unknown user
             return False
         return check_password(password, stored)

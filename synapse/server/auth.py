@@ -167,7 +167,7 @@ class UserStore:
         stored = entry.get("password") if isinstance(entry, dict) else None
         if not isinstance(stored, str):
             # Same work for an unknown user, so timing does not tell which names exist.
-            check_password(password, _DUMMY_HASH)
+            check_password(password, _dummy_hash())
             return False
         return check_password(password, stored)
 
@@ -177,7 +177,15 @@ class UserStore:
         write_private(self.path, json.dumps({"users": users}, indent=2) + "\n")
 
 
-_DUMMY_HASH = hash_password("not-a-real-password", salt=b"\0" * 16)
+_dummy: list[str] = []
+
+
+def _dummy_hash() -> str:
+    """A hash to check an unknown user's password against: made on first use, not at
+    import (an scrypt costs ~0.1 s, and every `synapse serve` start imported it)."""
+    if not _dummy:
+        _dummy.append(hash_password("not-a-real-password", salt=b"\0" * 16))
+    return _dummy[0]
 
 
 @dataclass

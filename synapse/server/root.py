@@ -53,16 +53,20 @@ class NoGatewayAccessLines(logging.Filter):
 
 
 def warm_up() -> None:
-    """Pay the gateway's first-request costs (imports, opening and checking the database)
-    in a background thread once the server is up, not in the first /v1 request."""
+    """Pay the gateway's first-request costs (imports, opening and checking the database,
+    the price table the usage writer reads) in a background thread once the server is up,
+    not in the first /v1 request."""
 
     def run() -> None:
         try:
             from .. import settings as settings_mod
             from .. import storage
             from ..gateway import app  # noqa: F401  (the call path: aiohttp, adapters' base)
+            from ..providers import anthropic, openai  # noqa: F401  (the relay's two protocols)
+            from ..usage import prices
 
             storage.engine(settings=settings_mod.load())
+            prices.model_prices("openai", "gpt-4o-mini")  # loads the price table once
         except Exception:  # a broken settings file or database is reported by the request that meets it
             pass
 

@@ -25,6 +25,7 @@ Imported only by the usage writer thread and reports: never on the call path.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -123,7 +124,15 @@ def _tool_cost(found: Any, usage: Usage, when: datetime) -> float:
         if per_k is not None and count > 0:
             cost += float(per_k) * count / 1000.0
     return cost
-_rates_cache: dict[tuple[str, str, str, str, int], Any] = {}
+#: (provider, model, base_url, UTC day number) -> the model's price table that day, or
+#: _INTRADAY for a model whose price changes within a day (DeepSeek's off-peak hours).
+_by_day: dict[tuple[str, str, str, int], Any] = {}
+_INTRADAY = object()
+#: (id of a price table, price band) -> (that table, its linear rates or None); band -1:
+#: (that table, its band thresholds). The table is kept with its rates so an id is never
+#: mistaken for another table's.
+_rates_cache: dict[tuple[int, int], tuple[Any, Any]] = {}
+_DAY = 86_400
 
 
 def _thresholds(mp: Any) -> tuple[int, ...]:
@@ -163,26 +172,62 @@ def _linear_rates(mp: Any, band: int, thresholds: tuple[int, ...]) -> Any:
     probe = calc(input_tokens=size, output_tokens=12345, cache_read_tokens=read, cache_write_tokens=write)
     if probe != base + rin * (size - read - write) + rout * 12345 + rread * read + rwrite * write:
         return None
-    return base, rin, rout, rread, rwrite
+    # checked exactly in Decimal; used as floats (a few ulps from the exact sum, and several
+    # times cheaper than Decimal arithmetic for every call the ledger prices)
+    return float(base), float(rin), float(rout), float(rread), float(rwrite)
 
 
-def _rates(provider: str, model: str, base_url: str, found: Any, when: datetime, prompt: int) -> Any:
-    day = when.strftime("%Y-%m-%d")
-    tkey = (provider, model, base_url, day, -1)
-    thresholds = _rates_cache.get(tkey)
-    if thresholds is None:
-        mp = found[1].get_prices(when)
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+def _prices_at(provider: str, model: str, base_url: str, found: Any, ts: float) -> Any:
+    """The model's price table in effect at Unix time `ts`.
+
+    Looked up once per model and UTC day (a new price starts on a UTC date), except for
+    a model with a price for some hours of the day, which is looked up on every call."""
+    key = (provider, model, base_url, int(ts // _DAY))
+    mp = _by_day.get(key)
+    if mp is None:
+        from genai_prices.types import StartDateConstraint
+
+        model_info = found[1]
+        conditional = model_info.prices if isinstance(model_info.prices, list) else ()
+        intraday = any(c.constraint is not None and not isinstance(c.constraint, StartDateConstraint)
+                       for c in conditional)
+        mp = _INTRADAY if intraday else model_info.get_prices(_utc(ts))
+        with _lock:
+            if len(_by_day) > 4096:
+                _by_day.clear()
+            _by_day[key] = mp
+    if mp is _INTRADAY:
+        return found[1].get_prices(_utc(ts))
+    return mp
+
+
+def _rates(mp: Any, prompt: int) -> Any:
+    """The linear rates of price table `mp` for a prompt of `prompt` tokens (None: the
+    library prices such calls itself); worked out once per table and price band."""
+    hit = _rates_cache.get((id(mp), -1))
+    if hit is not None and hit[0] is mp:
+        thresholds = hit[1]
+    else:
         thresholds = _thresholds(mp)
-        _rates_cache[tkey] = thresholds
-    band = sum(1 for t in thresholds if prompt > t)
-    key = (provider, model, base_url, day, band)
-    if key not in _rates_cache:
-        rates = _linear_rates(found[1].get_prices(when), band, thresholds)
         with _lock:
             if len(_rates_cache) > 4096:
                 _rates_cache.clear()
-            _rates_cache[key] = rates
-    return _rates_cache[key]
+            _rates_cache[(id(mp), -1)] = (mp, thresholds)
+    band = 0
+    for t in thresholds:
+        if prompt > t:
+            band += 1
+    hit = _rates_cache.get((id(mp), band))
+    if hit is not None and hit[0] is mp:
+        return hit[1]
+    rates = _linear_rates(mp, band, thresholds)
+    with _lock:
+        _rates_cache[(id(mp), band)] = (mp, rates)
+    return rates
 
 
 def price(
@@ -205,19 +250,24 @@ def price(
     if found is None:
         return None
     genai_provider, genai_model = found
-    if isinstance(when, (int, float)):
-        when = datetime.fromtimestamp(when, tz=timezone.utc)
-    when = when or datetime.now(tz=timezone.utc)
+    # a timestamp (what the ledger has) is turned into a datetime only when the library needs one
+    if isinstance(when, datetime):
+        ts = (when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)).timestamp()  # naive: UTC
+    else:
+        ts = time.time() if when is None else float(when)
+        when = None
     prompt = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
-    rates = _rates(provider, model, base_url, found, when, prompt)
+    rates = _rates(_prices_at(provider, model, base_url, found, ts), prompt)
     if rates is not None:
         base, rin, rout, rread, rwrite = rates
         read, write = usage.cache_read_tokens, usage.cache_write_tokens
-        cost = base + rin * usage.input_tokens + rout * usage.output_tokens + rread * read + rwrite * write
-        total = float(cost) + _tool_cost(found, usage, when)
+        total = base + rin * usage.input_tokens + rout * usage.output_tokens + rread * read + rwrite * write
+        if usage.server_tool_use:
+            total += _tool_cost(found, usage, when or _utc(ts))
         if response_cache_hit:
             return Price(0.0, total)
-        return Price(total, float(read * (rin - rread) - write * (rwrite - rin)))
+        return Price(total, read * (rin - rread) - write * (rwrite - rin))
+    when = when or _utc(ts)
     try:
         actual = genai_model.calc_price(_genai_usage(usage), genai_provider, genai_request_timestamp=when)
         if usage.cache_read_tokens or usage.cache_write_tokens:
