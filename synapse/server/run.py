@@ -195,7 +195,7 @@ def serve(args: argparse.Namespace) -> int:
         os.environ[HOST_ENV] = host
         app: Any = "synapse.server.root:from_env"
     else:
-        app = create_root(host, users=users, on_ready=ready, trusted_proxies=proxies)
+        app = create_root(host, users=users, on_ready=ready, whole_process=True, trusted_proxies=proxies)
     config = uvicorn.Config(app, factory=workers > 1, workers=workers, **uvicorn_settings())
     server = uvicorn.Server(config)
     try:
