@@ -274,3 +274,57 @@ def test_gateway_requests_make_no_access_log_record(synapse_env: Path) -> None:
         access.handlers[:], _, access.propagate = saved
         access.setLevel(saved[1])
     assert len(records) == 1 and "/settings/models" in records[0]
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+async def test_a_response_head_and_body_sent_in_one_step_leave_in_one_write() -> None:
+    from synapse.server.connections import _HeadHolder
+
+    raw = _Recorder()
+    out = _HeadHolder(raw)
+    out.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    out.write(b"ok")
+    assert raw.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"]
+    await asyncio.sleep(0)
+    assert len(raw.writes) == 1  # nothing sent twice
+
+
+async def test_a_stream_head_goes_out_at_the_end_of_the_step_and_events_as_they_come() -> None:
+    from synapse.server.connections import _HeadHolder
+
+    raw = _Recorder()
+    out = _HeadHolder(raw)
+    out.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    assert raw.writes == []
+    await asyncio.sleep(0)
+    assert raw.writes == [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"]  # not held for the first event
+    out.write(b"5\r\ndata:\r\n")
+    out.write(b"0\r\n\r\n")
+    assert raw.writes[1:] == [b"5\r\ndata:\r\n", b"0\r\n\r\n"]
+
+
+async def test_close_sends_a_held_head_first() -> None:
+    from synapse.server.connections import _HeadHolder
+
+    raw = _Recorder()
+    out = _HeadHolder(raw)
+    out.write(b"HTTP/1.1 500 Internal Server Error\r\nconnection: close\r\n\r\n")
+    out.close()
+    assert raw.writes == [b"HTTP/1.1 500 Internal Server Error\r\nconnection: close\r\n\r\n"] and raw.closed
+    await asyncio.sleep(0)
+    assert len(raw.writes) == 1 and out.is_closing()
