@@ -197,10 +197,11 @@ def wait_port(port: int, timeout: float = 60, proc: subprocess.Popen[bytes] | No
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def spawn(args: list[str], cpu: str | None, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn(args: list[str], cpu: str | None, env: dict[str, str] | None = None, log: Path | None = None,
+          cwd: Path | None = None) -> subprocess.Popen[bytes]:
     cmd = (["taskset", "-c", cpu] if cpu is not None and shutil.which("taskset") else []) + args
     out = open(log, "wb") if log else subprocess.DEVNULL
-    return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -343,13 +344,17 @@ def setup_synapse(data: Path, up: int) -> str:
 
 def start_synapse(data: Path, port: int, cpu: str | None, workers: int = 1, tree: Path | None = None,
                   ) -> tuple[subprocess.Popen[bytes], float]:
-    """`synapse serve` from this checkout, or from the source tree `tree` (the baseline)."""
+    """`synapse serve` from this checkout, or from the source tree `tree` (the baseline).
+
+    Run from the tree's own folder: `python -m` puts the working directory first on
+    sys.path, ahead of PYTHONPATH, so a baseline started from this checkout ran this
+    checkout's code (every --baseline ratio before 2026-11-25 17:20 compared a tree with itself)."""
     env = {"SYNAPSE_DATA_DIR": str(data)}
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
     t0 = time.perf_counter()
     proc = spawn([PY, "-m", "synapse.cli", "serve", "--port", str(port), "--workers", str(workers)], cpu,
-                 env, data / f"serve-{port}.log")
+                 env, data / f"serve-{port}.log", cwd=tree or ROOT)
     return proc, t0
 
 
@@ -543,7 +548,7 @@ def main() -> None:
             syn, gw = servers["synapse"]
             done = sum(r.get("requests", 0) for k, r in results.items() if isinstance(r, dict) and k.startswith("synapse"))
             marks: list[tuple[int, float]] = [(done, rss_mib(syn.pid))]
-            while done < 100_000:
+            while done < 100_000 or len(marks) < 5:  # at least four marks after the rows above
                 r = wrk(gw + "/v1/chat/completions", OPENAI_REQUEST, auth, 64, 5)
                 done += r["requests"]
                 marks.append((done, rss_mib(syn.pid)))
