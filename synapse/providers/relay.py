@@ -5,6 +5,10 @@ Anthropic-shaped one to Anthropic) as is; the reply goes back as the provider se
 These readers sit on the way: they pass complete SSE lines on at once, and decode only
 the few lines that carry usage, an error or the end of the stream, which they find with
 a byte search. Usage is normalised with the adapters' own functions (reference §1.1).
+
+For a stream cut short before its usage arrived (usage/estimate.py), a reader keeps the
+first `SAMPLE_BYTES` it passed on and counts the rest: `streamed()` decodes the sample
+with the adapter's own decoder, and scales its text to the whole, only then.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from ..types import Usage
 from .transport import loads
 
 __all__ = ["AnthropicStreamReader", "OpenAIStreamReader", "StreamReader", "body_usage"]
+
+#: How much of a relayed stream a reader keeps to estimate its output if it is cut short.
+SAMPLE_BYTES = 32 * 1024
 
 _OPENAI_USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _ERROR_KEY = re.compile(rb'"error"\s*:')
@@ -42,7 +49,7 @@ def body_usage(protocol: str, body: bytes) -> Usage:
 class StreamReader:
     """Passes an SSE body on line by line and remembers usage, errors and the end."""
 
-    __slots__ = ("_tail", "error", "done")
+    __slots__ = ("_tail", "error", "done", "passed", "_sample", "_kept")
 
     def __init__(self) -> None:
         self._tail = b""
@@ -50,6 +57,10 @@ class StreamReader:
         self.error: dict[str, Any] | None = None
         #: The stream's own end marker passed (`[DONE]`, `message_stop`).
         self.done = False
+        #: Bytes passed on so far; the first SAMPLE_BYTES of them are kept in `_sample`.
+        self.passed = 0
+        self._sample: list[bytes] = []
+        self._kept = 0
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes to send on now: every complete line so far (a partial last line waits)."""
@@ -57,9 +68,39 @@ class StreamReader:
         cut = data.rfind(b"\n") + 1
         self._tail = data[cut:]
         out = data[:cut]
-        if out and self._interesting(out):
-            out = self._scan(out)
+        if out:
+            if self._interesting(out):
+                out = self._scan(out)
+            self.passed += len(out)
+            if self._kept < SAMPLE_BYTES:
+                self._sample.append(out)
+                self._kept += len(out)
         return out
+
+    def streamed(self, adapter: Any) -> tuple[int, int]:
+        """(output characters, the reasoning part) passed on so far: text, tool-call
+        arguments and reasoning, decoded from the sample and scaled to every byte passed.
+        For the cut-short path only (usage/estimate.py)."""
+        out = reasoning = 0
+        lines = b"".join(self._sample).split(b"\n")
+        objs = []
+        for line in lines:
+            if line.startswith(b"data:"):
+                try:
+                    obj = loads(line[5:])
+                except ValueError:
+                    continue
+                if isinstance(obj, dict):
+                    objs.append(obj)
+        if objs:
+            out, reasoning = self._count(objs, adapter)
+        if self._kept and self.passed > self._kept:
+            scale = self.passed / self._kept
+            out, reasoning = round(out * scale), round(reasoning * scale)
+        return out, reasoning
+
+    def _count(self, objs: list[dict[str, Any]], adapter: Any) -> tuple[int, int]:
+        raise NotImplementedError
 
     def close(self) -> bytes:
         """What is left when the upstream ends (a last line without a newline)."""
@@ -70,6 +111,10 @@ class StreamReader:
 
     def usage(self) -> Usage:
         raise NotImplementedError
+
+    def usage_so_far(self) -> Usage:
+        """The usage the provider had reported when a stream stopped early."""
+        return self.usage()
 
     def _interesting(self, data: bytes) -> bool:
         raise NotImplementedError
@@ -96,6 +141,15 @@ class OpenAIStreamReader(StreamReader):
         from .openai import normalise_usage
 
         return normalise_usage(self._usage)
+
+    def _count(self, objs: list[dict[str, Any]], adapter: Any) -> tuple[int, int]:
+        from .openai import _Accumulator
+
+        acc = _Accumulator()
+        for obj in objs:
+            for _ in acc.feed(obj):
+                pass
+        return acc.streamed()
 
     def _interesting(self, data: bytes) -> bool:
         return b"[DONE]" in data or _OPENAI_USAGE.search(data) is not None or _ERROR_KEY.search(data) is not None
@@ -133,16 +187,35 @@ class OpenAIStreamReader(StreamReader):
 class AnthropicStreamReader(StreamReader):
     """Messages: usage starts in `message_start` and `message_delta` overwrites what it carries (§2.4)."""
 
-    __slots__ = ("_usage",)
+    __slots__ = ("_usage", "_final")
 
     def __init__(self) -> None:
         super().__init__()
         self._usage: dict[str, Any] = {}
+        self._final = False  # a message_delta (with the real output count) passed
 
     def usage(self) -> Usage:
         from .anthropic import map_usage
 
         return map_usage(self._usage)
+
+    def usage_so_far(self) -> Usage:
+        """What Anthropic had reported when the stream stopped: the input from `message_start`;
+        its output count is a placeholder until `message_delta` carries the real one."""
+        from .anthropic import map_usage
+
+        return map_usage(self._usage if self._final else {**self._usage, "output_tokens": 0})
+
+    def _count(self, objs: list[dict[str, Any]], adapter: Any) -> tuple[int, int]:
+        from .anthropic import _StreamState, state_chars
+
+        st = _StreamState()
+        for obj in objs:
+            try:
+                adapter._on_event(st, obj, {})
+            except Exception:  # an event the decoder refuses: the rest still counts
+                continue
+        return state_chars(st)
 
     def _interesting(self, data: bytes) -> bool:
         return b"message_" in data or b"error" in data
@@ -166,6 +239,7 @@ class AnthropicStreamReader(StreamReader):
                 usage = obj.get("usage")
                 if isinstance(usage, dict):
                     self._usage.update((k, v) for k, v in usage.items() if v is not None)
+                    self._final = True
             elif kind == "message_stop":
                 self.done = True
             elif kind == "error":
