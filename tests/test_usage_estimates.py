@@ -224,3 +224,38 @@ async def test_a_stream_left_at_its_final_event_is_complete_not_estimated(openai
     await agen.aclose()  # type: ignore[attr-defined]
     [row] = rows()
     assert (row["outcome"], row["estimated"], row["input_tokens"], row["output_tokens"]) == ("ok", False, 50, 7)
+
+
+# --- the relay readers' count of what they passed on ------------------------------------------------
+
+
+def sse(obj: dict[str, Any]) -> bytes:
+    import json
+
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+def test_a_long_relayed_stream_is_counted_from_its_sample_scaled_to_the_whole() -> None:
+    from synapse.providers import adapter_for
+    from synapse.providers.catalog import get
+    from synapse.providers.relay import SAMPLE_BYTES, OpenAIStreamReader
+
+    reader = OpenAIStreamReader()
+    event = sse({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "abcd"}}]})
+    n = 3 * SAMPLE_BYTES // len(event)  # three times what the reader keeps
+    passed = b"".join(reader.feed(event) for _ in range(n))
+    assert len(passed) == n * len(event) == reader.passed  # every byte passed on, unchanged
+    adapter = adapter_for(get("openai"), {"openai_key": "sk-test"})
+    assert reader.streamed(adapter) == (4 * n, 0)
+
+
+def test_the_anthropic_reader_reports_no_output_until_message_delta() -> None:
+    from synapse.providers.relay import AnthropicStreamReader
+
+    reader = AnthropicStreamReader()
+    start = {"type": "message_start", "message": {"id": "m", "usage": {"input_tokens": 321, "output_tokens": 1}}}
+    reader.feed(sse(start))
+    assert (reader.usage_so_far().input_tokens, reader.usage_so_far().output_tokens) == (321, 0)  # 1 is a placeholder
+    assert reader.usage().output_tokens == 1  # what a completed stream's row would read, as before
+    reader.feed(sse({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 42}}))
+    assert reader.usage_so_far().output_tokens == 42  # reported: kept
