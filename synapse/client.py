@@ -43,7 +43,7 @@ from .errors import (
     UpstreamUnavailableError,
 )
 from .providers import adapter_for, transport
-from .providers.relay import AnthropicStreamReader, OpenAIStreamReader, StreamReader, body_usage
+from .providers.relay import SAMPLE_BYTES, AnthropicStreamReader, OpenAIStreamReader, StreamReader, body_usage
 from .providers.routing import KNOWN_PREFIXES, Route, default_embedding_model, resolve
 from .coerce import MessagesInput, SystemInput, ToolsInput, bad_argument, build_request, coerce_messages, coerce_tools
 from .types import (
@@ -709,10 +709,21 @@ async def _relay_chunks(resp: Any, reader: Any, call: _Call, adapter: Any, body:
     """The relayed stream's bytes; exactly one ledger record however it ends (a stream cut
     short is recorded with what the provider had not reported estimated)."""
     ttft: float | None = None
+    sample: list[bytes] = []  # the first SAMPLE_BYTES passed on: counted if the stream is cut short
+    kept = 0
     try:
-        async for chunk in transport.iter_chunks(resp, adapter):
+        chunks = transport.iter_chunks(resp, adapter)
+        async for chunk in chunks:
             if ttft is None:
                 ttft = call.elapsed()
+            out = reader.feed(chunk)
+            if out:
+                sample.append(out)
+                kept += len(out)
+                yield out
+                if kept >= SAMPLE_BYTES:
+                    break
+        async for chunk in chunks:  # the rest (a long stream): passed on as they come
             out = reader.feed(chunk)
             if out:
                 yield out
@@ -721,21 +732,27 @@ async def _relay_chunks(resp: Any, reader: Any, call: _Call, adapter: Any, body:
             yield rest
     except BaseException as exc:  # the connection broke mid-stream, or the caller stopped reading
         resp.close()  # (client gone): cancel the upstream request
-        _relay_cut_short(call, exc, reader, ttft, adapter, body)
+        _relay_cut_short(call, exc, reader, ttft, adapter, body, resp, sample)
         raise
     resp.release()
     if reader.error is not None:
-        _relay_cut_short(call, adapter.relay_error(reader.error), reader, ttft, adapter, body)
+        _relay_cut_short(call, adapter.relay_error(reader.error), reader, ttft, adapter, body, resp, sample)
     elif not reader.done:
         err = UpstreamUnavailableError(
             f"{adapter.spec.label} closed the stream before it ended; try again (mid-stream)", provider=adapter.spec.id
         )
-        _relay_cut_short(call, err, reader, ttft, adapter, body)
+        _relay_cut_short(call, err, reader, ttft, adapter, body, resp, sample)
         raise err
     else:
         call.record(usage=reader.usage(), ttft=ttft)
 
 
 def _relay_cut_short(call: _Call, exc: BaseException, reader: StreamReader, ttft: float | None, adapter: Any,
-                     body: dict[str, Any]) -> None:
-    call.cut_short(exc, reader.usage_so_far(), ttft, True, lambda: wire_prompt_chars(body), lambda: reader.streamed(adapter))
+                     body: dict[str, Any], resp: Any, sample: list[bytes]) -> None:
+    call.cut_short(exc, reader.usage_so_far(), ttft, True, lambda: wire_prompt_chars(body),
+                   lambda: reader.streamed(adapter, sample, _received(resp)))
+
+
+def _received(resp: Any) -> int:
+    """Bytes of the body received so far (aiohttp counts them anyway); 0 if unknown."""
+    return int(getattr(getattr(resp, "content", None), "total_bytes", 0) or 0)

@@ -242,11 +242,12 @@ def test_a_long_relayed_stream_is_counted_from_its_sample_scaled_to_the_whole() 
 
     reader = OpenAIStreamReader()
     event = sse({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "abcd"}}]})
-    n = 3 * SAMPLE_BYTES // len(event)  # three times what the reader keeps
-    passed = b"".join(reader.feed(event) for _ in range(n))
-    assert len(passed) == n * len(event) == reader.passed  # every byte passed on, unchanged
+    n = 3 * SAMPLE_BYTES // len(event)  # three times what the relay keeps
+    passed = [reader.feed(event) for _ in range(n)]
+    assert passed == [event] * n  # every byte passed on, unchanged
+    sample = passed[: SAMPLE_BYTES // len(event) + 1]  # what the relay keeps (client._relay_chunks)
     adapter = adapter_for(get("openai"), {"openai_key": "sk-test"})
-    assert reader.streamed(adapter) == (4 * n, 0)
+    assert reader.streamed(adapter, sample, received=n * len(event)) == (4 * n, 0)
 
 
 def test_the_anthropic_reader_reports_no_output_until_message_delta() -> None:

@@ -6,9 +6,10 @@ These readers sit on the way: they pass complete SSE lines on at once, and decod
 the few lines that carry usage, an error or the end of the stream, which they find with
 a byte search. Usage is normalised with the adapters' own functions (reference §1.1).
 
-For a stream cut short before its usage arrived (usage/estimate.py), a reader keeps the
-first `SAMPLE_BYTES` it passed on and counts the rest: `streamed()` decodes the sample
-with the adapter's own decoder, and scales its text to the whole, only then.
+For a stream cut short before its usage arrived (usage/estimate.py), the relay keeps the
+first `SAMPLE_BYTES` it passed on; a reader's `streamed()` decodes that sample with the
+adapter's own decoder and scales its text to every byte received, only then. Past the
+sample the relay loop does nothing more per chunk than it did before.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def body_usage(protocol: str, body: bytes) -> Usage:
 class StreamReader:
     """Passes an SSE body on line by line and remembers usage, errors and the end."""
 
-    __slots__ = ("_tail", "error", "done", "passed", "_sample", "_kept")
+    __slots__ = ("_tail", "error", "done")
 
     def __init__(self) -> None:
         self._tail = b""
@@ -57,10 +58,6 @@ class StreamReader:
         self.error: dict[str, Any] | None = None
         #: The stream's own end marker passed (`[DONE]`, `message_stop`).
         self.done = False
-        #: Bytes passed on so far; the first SAMPLE_BYTES of them are kept in `_sample`.
-        self.passed = 0
-        self._sample: list[bytes] = []
-        self._kept = 0
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes to send on now: every complete line so far (a partial last line waits)."""
@@ -68,21 +65,17 @@ class StreamReader:
         cut = data.rfind(b"\n") + 1
         self._tail = data[cut:]
         out = data[:cut]
-        if out:
-            if self._interesting(out):
-                out = self._scan(out)
-            self.passed += len(out)
-            if self._kept < SAMPLE_BYTES:
-                self._sample.append(out)
-                self._kept += len(out)
+        if out and self._interesting(out):
+            out = self._scan(out)
         return out
 
-    def streamed(self, adapter: Any) -> tuple[int, int]:
-        """(output characters, the reasoning part) passed on so far: text, tool-call
-        arguments and reasoning, decoded from the sample and scaled to every byte passed.
-        For the cut-short path only (usage/estimate.py)."""
+    def streamed(self, adapter: Any, sample: list[bytes], received: int = 0) -> tuple[int, int]:
+        """(output characters, the reasoning part) a stream passed on: text, tool-call
+        arguments and reasoning, decoded from the `sample` of its first bytes and scaled to
+        the `received` bytes of the whole. For the cut-short path only (usage/estimate.py)."""
         out = reasoning = 0
-        lines = b"".join(self._sample).split(b"\n")
+        kept = sum(map(len, sample))
+        lines = b"".join(sample).split(b"\n")
         objs = []
         for line in lines:
             if line.startswith(b"data:"):
@@ -94,8 +87,8 @@ class StreamReader:
                     objs.append(obj)
         if objs:
             out, reasoning = self._count(objs, adapter)
-        if self._kept and self.passed > self._kept:
-            scale = self.passed / self._kept
+        if kept and received > kept:
+            scale = received / kept
             out, reasoning = round(out * scale), round(reasoning * scale)
         return out, reasoning
 
