@@ -224,7 +224,7 @@ class Request:
     #: Set by a streaming adapter once the provider has started its answer: the characters
     #: streamed so far, as (output, the reasoning part of it): text, tool-call arguments and
     #: reasoning. Read only when a stream ends early, to estimate its output tokens
-    #: (usage/estimate.py); the adapter's own accumulated state, so the success path pays nothing.
+    #: (usage/estimate.py); the adapter's own accumulated state: the success path pays one attribute set.
     streamed_so_far: Callable[[], tuple[int, int]] | None = field(default=None, repr=False, compare=False)
 
 

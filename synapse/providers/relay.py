@@ -140,8 +140,11 @@ class OpenAIStreamReader(StreamReader):
 
         acc = _Accumulator()
         for obj in objs:
-            for _ in acc.feed(obj):
-                pass
+            try:
+                for _ in acc.feed(obj):
+                    pass
+            except Exception:  # a chunk the decoder refuses: the rest still counts
+                continue
         return acc.streamed()
 
     def _interesting(self, data: bytes) -> bool:
