@@ -135,13 +135,19 @@ async def test_streamed_reasoning_counts_as_output_and_as_reasoning(ollama: Any)
     assert row["reasoning_tokens"] == tokens(len(reasoning))
 
 
-async def test_a_stream_that_breaks_midway_is_estimated(openai: Any) -> None:
-    openai.reply(FakeReply(text=LONG, break_after_events=5))
+async def text_until(error: type[Exception], model: str) -> str:
+    """Stream `PROMPT` until the call raises `error`; the text that came before."""
     got = ""
-    with pytest.raises(UpstreamUnavailableError):
-        async for event in synapse.astream(MODELS["openai"], PROMPT):
+    with pytest.raises(error):
+        async for event in synapse.astream(model, PROMPT):
             if isinstance(event, TextDelta):
                 got += event.text
+    return got
+
+
+async def test_a_stream_that_breaks_midway_is_estimated(openai: Any) -> None:
+    openai.reply(FakeReply(text=LONG, break_after_events=5))
+    got = await text_until(UpstreamUnavailableError, MODELS["openai"])
     [row] = rows()
     assert (row["outcome"], row["estimated"]) == ("unavailable", True)
     assert (row["input_tokens"], row["output_tokens"]) == (PROMPT_TOKENS, tokens(len(got)))
@@ -149,11 +155,7 @@ async def test_a_stream_that_breaks_midway_is_estimated(openai: Any) -> None:
 
 async def test_an_error_event_midway_is_estimated(anthropic: Any) -> None:
     anthropic.reply(FakeReply(text=LONG, input_tokens=700, error_after_events=6))
-    got = ""
-    with pytest.raises(ProviderError):
-        async for event in synapse.astream(MODELS["anthropic"], PROMPT):
-            if isinstance(event, TextDelta):
-                got += event.text
+    got = await text_until(ProviderError, MODELS["anthropic"])
     [row] = rows()
     assert row["estimated"] and got
     assert (row["input_tokens"], row["output_tokens"]) == (700, tokens(len(got)))
