@@ -262,3 +262,27 @@ def test_the_anthropic_reader_reports_no_output_until_message_delta() -> None:
     assert reader.usage().output_tokens == 1  # what a completed stream's row would read, as before
     reader.feed(sse({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 42}}))
     assert reader.usage_so_far().output_tokens == 42  # reported: kept
+
+
+def test_what_counts_as_having_reached_the_provider() -> None:
+    """A timeout while connecting reached nothing; one while waiting for the answer did."""
+    import aiohttp
+
+    from synapse.client import _reached
+    from synapse.errors import ProviderTimeoutError
+
+    def timeout_from(cause: BaseException) -> ProviderTimeoutError:
+        try:
+            try:
+                raise cause
+            except BaseException:
+                raise ProviderTimeoutError("did not answer", provider="openai") from None  # as transport raises it
+        except ProviderTimeoutError as err:
+            return err
+
+    assert not _reached(timeout_from(aiohttp.ConnectionTimeoutError("connect")), started=False)
+    assert _reached(timeout_from(aiohttp.SocketTimeoutError("read")), started=False)
+    assert _reached(asyncio.CancelledError(), started=False)
+    assert not _reached(ConnectionFailedError("refused", provider="openai"), started=False)
+    assert not _reached(RateLimitError("slow down", provider="openai"), started=False)
+    assert _reached(UpstreamUnavailableError("broke", provider="openai"), started=True)
