@@ -488,7 +488,11 @@ class OpenAIAdapter(Adapter):
             return OverloadedError(f"{label} is overloaded{suffix}; try again shortly", **kw)
         if status == 400 and "model not exist" in message.lower():  # DeepSeek's unknown model
             return NotFoundError(f"{label} does not know that model{suffix}", **kw)
-        return self.error_for_status(status, detail, headers)
+        err = self.error_for_status(status, detail, headers)
+        blamed = data.get("error") if isinstance(data, dict) else None
+        if isinstance(blamed, dict) and isinstance(blamed.get("param"), str):
+            err.param = blamed["param"]  # passed on by the gateway's OpenAI shape
+        return err
 
 
 # --- helpers ---------------------------------------------------------------------------------
