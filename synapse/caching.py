@@ -48,7 +48,7 @@ import dataclasses
 import hashlib
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +83,11 @@ __all__ = [
     "min_cache_tokens",
     "plan_anthropic_body",
     "plan_prompt_cache",
+    "prompt_chars",
     "response_cache",
     "split_volatile",
+    "tokens_for_chars",
+    "wire_prompt_chars",
 ]
 
 #: Put this in a system prompt: what comes before it is cached, what comes after it is not.
@@ -191,6 +194,27 @@ def _tool_chars(tool: Tool) -> int:
     return len(tool.name) + len(tool.description) + len(orjson.dumps(tool.parameters))
 
 
+def _any_part_chars(part: Any) -> int:
+    """`_part_chars`, and a part type it does not know (reasoning, provider-side tool
+    blocks, one added later) as the length of its JSON: it is sent back, so it counts."""
+    if isinstance(part, (TextPart, ToolResultPart, ToolCall, ImagePart)):
+        return _part_chars(part)
+    return len(orjson.dumps(dataclasses.asdict(part), default=str))
+
+
+def prompt_chars(messages: Sequence[Message], system: Sequence[TextPart] = (), tools: Sequence[Tool] = ()) -> int:
+    """The characters of a prompt as every estimate counts them (images as IMAGE_TOKENS):
+    the cost limit's prompt price, the agents' context budget, and the input of a call
+    cut short before the provider reported its usage (usage/estimate.py)."""
+    chars = sum(len(p.text) for p in system) + sum(_tool_chars(t) for t in tools)
+    return chars + sum(_any_part_chars(p) for m in messages for p in m.content)
+
+
+def tokens_for_chars(chars: int) -> int:
+    """`chars` as tokens, at CHARS_PER_TOKEN, rounded up (any text is at least a token)."""
+    return -(-max(0, chars) // CHARS_PER_TOKEN)
+
+
 def plan_prompt_cache(req: Request, protocol: str, breakpoints: bool = True) -> Request:
     """Place prompt-cache breakpoints on `req` (in place, on its own lists) and return it.
 
@@ -284,9 +308,25 @@ def _wire_chars(block: Any) -> int:
     kind = block.get("type")
     if kind == "text":
         return len(str(block.get("text") or ""))
-    if kind == "image":
+    if kind in ("image", "image_url"):  # Messages / Chat Completions: the estimate, not the base64
         return IMAGE_TOKENS * CHARS_PER_TOKEN
     return len(orjson.dumps(block, default=str))
+
+
+def wire_prompt_chars(body: Mapping[str, Any]) -> int:
+    """`prompt_chars` of a request in a wire shape (Chat Completions or Messages), as the
+    gateway relays it: system, message content, tool calls and tool definitions."""
+    chars = sum(_wire_chars(b) for b in _as_blocks(body.get("system")))
+    for m in body.get("messages") or ():
+        if isinstance(m, dict):
+            chars += sum(_wire_chars(b) for b in _as_blocks(m.get("content")))
+            calls = m.get("tool_calls")
+            if calls:
+                chars += len(orjson.dumps(calls, default=str))
+    tools = body.get("tools")
+    if tools:
+        chars += len(orjson.dumps(tools, default=str))
+    return chars
 
 
 def _has_mark(block: Any) -> bool:

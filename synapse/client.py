@@ -31,18 +31,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import settings as settings_mod
-from .caching import cache_mode, plan_anthropic_body, plan_prompt_cache
+from .caching import cache_mode, plan_anthropic_body, plan_prompt_cache, prompt_chars, wire_prompt_chars
 from .embed_mode import EmbedMode, check_mode, prefixed
 from .errors import (
     ConnectionFailedError,
     NotFoundError,
     ProviderError,
+    ProviderTimeoutError,
     SynapseError,
     UnknownModelError,
     UpstreamUnavailableError,
 )
 from .providers import adapter_for, transport
-from .providers.relay import AnthropicStreamReader, OpenAIStreamReader, StreamReader, body_usage
+from .providers.relay import SAMPLE_BYTES, AnthropicStreamReader, OpenAIStreamReader, StreamReader, body_usage
 from .providers.routing import KNOWN_PREFIXES, Route, default_embedding_model, resolve
 from .coerce import MessagesInput, SystemInput, ToolsInput, bad_argument, build_request, coerce_messages, coerce_tools
 from .types import (
@@ -127,6 +128,9 @@ class CallRecord:
     settings: Mapping[str, Any] | None = None
     #: The row's id in the ledger (`usage_calls.call_id`); empty: the ledger makes one.
     call_id: str = ""
+    #: The call was cut short before the provider reported all of `usage`: the missing
+    #: numbers are estimates (usage/estimate.py). Never true for a completed call.
+    estimated: bool = False
 
 
 Observer = Callable[[CallRecord], None]
@@ -276,11 +280,11 @@ class _Call:
         return time.perf_counter() - self.t0
 
     def record(self, outcome: str = "ok", usage: Usage | None = None, ttft: float | None = None,
-               response_cache_hit: bool = False) -> None:
+               response_cache_hit: bool = False, estimated: bool = False) -> None:
         r = self.route
         _notify(CallRecord(r.spec.id, r.model, r.upstream_model, self.started, self.elapsed(), ttft,
                            usage or Usage(), outcome, self.stream, self.context, self.kind,
-                           response_cache_hit, self.cfg))
+                           response_cache_hit, self.cfg, estimated=estimated))
 
     def failed(self, err: SynapseError, usage: Usage | None = None) -> SynapseError:
         """Record the failure; the error to raise (a bare-name miss is explained)."""
@@ -288,6 +292,21 @@ class _Call:
         if isinstance(err, ProviderError) and _is_bare_miss(self.route, err):
             return _bare_name_error(self.route, err, self.cfg)
         return err
+
+    def cut_short(self, exc: BaseException, usage: Usage | None, ttft: float | None, started: bool,
+                  prompt_chars: Callable[[], int], streamed: Callable[[], tuple[int, int]] | None) -> None:
+        """Record a call that ended in `exc` before it completed. If it reached the provider,
+        what the provider had not reported yet is estimated: the input from the request
+        (`prompt_chars`), the output from what was `streamed` so far (usage/estimate.py)."""
+        estimated = False
+        if _reached(exc, started):
+            from .usage.estimate import fill
+
+            try:
+                usage, estimated = fill(usage, prompt_chars, _streamed(streamed))
+            except Exception:  # an estimate must never hide the real outcome
+                pass
+        self.record(_outcome(exc), usage, ttft, estimated=estimated)
 
 
 def _outcome(exc: BaseException) -> str:
@@ -297,6 +316,32 @@ def _outcome(exc: BaseException) -> str:
     if isinstance(exc, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)):
         return "cancelled"  # wait_for timed out, the task was cancelled, or the caller stopped reading
     return "error"
+
+
+def _reached(exc: BaseException, started: bool) -> bool:
+    """Whether a call that ended in `exc` had reached the provider, which may bill it.
+
+    A started answer (the response had begun) did. Before that, a cancelled call (or an
+    interrupted one) had its request out, and so had a timeout, unless the connection
+    itself timed out; any other provider error (connection refused, a 4xx or 5xx answer)
+    means nothing was generated.
+    """
+    if started:
+        return True
+    if isinstance(exc, ProviderTimeoutError):
+        import aiohttp
+
+        return not isinstance(exc.__context__, aiohttp.ConnectionTimeoutError)
+    return isinstance(exc, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt))
+
+
+def _streamed(streamed: Callable[[], tuple[int, int]] | None) -> tuple[int, int] | None:
+    return streamed() if streamed is not None else None
+
+
+def _prompt_chars(req: Request) -> Callable[[], int]:
+    """The request's prompt size, counted only if an estimate needs it."""
+    return lambda: prompt_chars(req.messages, req.system, req.tools)
 
 
 def _usage_so_far(req: Request) -> Usage | None:
@@ -378,10 +423,13 @@ async def achat(
         return _serve_hit(call, hit)
     try:
         response = await adapter.chat(req)
+    except ProviderTimeoutError as err:  # the request was out: its input is estimated
+        call.cut_short(err, None, None, False, _prompt_chars(req), None)
+        raise err from None
     except ProviderError as err:
         raise call.failed(err) from None
     except BaseException as exc:  # cancelled (asyncio.wait_for, a closed page), or a bug
-        call.record(_outcome(exc))  # nothing came back, so no usage is known
+        call.cut_short(exc, None, None, False, _prompt_chars(req), None)  # nothing came back: estimated
         raise
     response.model = route.model
     call.record(usage=response.usage, ttft=call.elapsed())
@@ -444,13 +492,15 @@ async def astream(
                 done = event.response
             yield event
     except ProviderError as err:
-        if ttft is None:
+        started = ttft is not None or req.streamed_so_far is not None  # the answer had begun
+        if not started and not isinstance(err, ProviderTimeoutError):  # nothing was generated
             raise call.failed(err, _usage_so_far(req)) from None
-        call.record(err.kind, _usage_so_far(req), ttft=ttft)
+        call.cut_short(err, _usage_so_far(req), ttft, started, _prompt_chars(req), req.streamed_so_far)
         raise
     except BaseException as exc:
         if done is None:  # the caller stopped reading (or was cancelled) before the end, or a bug
-            call.record(_outcome(exc), _usage_so_far(req), ttft=ttft)
+            started = ttft is not None or req.streamed_so_far is not None
+            call.cut_short(exc, _usage_so_far(req), ttft, started, _prompt_chars(req), req.streamed_so_far)
         else:  # the caller stopped at the final event: the call completed
             store = _stream_done(call, done, ttft, slot)
             if store is not None:  # no more awaits in a closing generator: the write runs as a task
@@ -640,42 +690,69 @@ async def arelay(
             result = await transport.request(adapter, "POST", url, headers=send_headers, body=data)
         else:
             resp = await transport.open_stream(adapter, "POST", url, headers=send_headers, body=data)
+    except ProviderTimeoutError as err:  # the request was out: its input is estimated
+        call.cut_short(err, None, None, False, lambda: wire_prompt_chars(body), None)
+        raise err from None
     except ProviderError as err:
         raise call.failed(err) from None
+    except BaseException as exc:  # the client left while the provider had not answered yet
+        call.cut_short(exc, None, None, False, lambda: wire_prompt_chars(body), None)
+        raise
     if reader is None:
         call.record(usage=body_usage(protocol, result.body), ttft=call.elapsed())
         return RelayReply(result.status, "application/json", result.body)
-    return RelayReply(resp.status, "text/event-stream; charset=utf-8", chunks=_relay_chunks(resp, reader, call, adapter))
+    return RelayReply(resp.status, "text/event-stream; charset=utf-8",
+                      chunks=_relay_chunks(resp, reader, call, adapter, body))
 
 
-async def _relay_chunks(resp: Any, reader: Any, call: _Call, adapter: Any) -> AsyncIterator[bytes]:
-    """The relayed stream's bytes; exactly one ledger record however it ends."""
+async def _relay_chunks(resp: Any, reader: Any, call: _Call, adapter: Any, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    """The relayed stream's bytes; exactly one ledger record however it ends (a stream cut
+    short is recorded with what the provider had not reported estimated)."""
     ttft: float | None = None
+    sample: list[bytes] = []  # the first SAMPLE_BYTES passed on: counted if the stream is cut short
+    kept = 0
     try:
-        async for chunk in transport.iter_chunks(resp, adapter):
+        chunks = transport.iter_chunks(resp, adapter)
+        async for chunk in chunks:
             if ttft is None:
                 ttft = call.elapsed()
+            out = reader.feed(chunk)
+            if out:
+                sample.append(out)
+                kept += len(out)
+                yield out
+                if kept >= SAMPLE_BYTES:
+                    break
+        async for chunk in chunks:  # the rest (a long stream): passed on as they come
             out = reader.feed(chunk)
             if out:
                 yield out
         rest = reader.close()
         if rest:
             yield rest
-    except ProviderError as err:  # the connection broke mid-stream
-        resp.close()
-        call.record(err.kind, usage=reader.usage(), ttft=ttft)
-        raise
-    except BaseException:  # the caller stopped reading (client gone): cancel the upstream request
-        resp.close()
-        call.record("cancelled", usage=reader.usage(), ttft=ttft)
+    except BaseException as exc:  # the connection broke mid-stream, or the caller stopped reading
+        resp.close()  # (client gone): cancel the upstream request
+        _relay_cut_short(call, exc, reader, ttft, adapter, body, resp, sample)
         raise
     resp.release()
     if reader.error is not None:
-        call.record(adapter.relay_error(reader.error).kind, usage=reader.usage(), ttft=ttft)
+        _relay_cut_short(call, adapter.relay_error(reader.error), reader, ttft, adapter, body, resp, sample)
     elif not reader.done:
-        call.record("unavailable", usage=reader.usage(), ttft=ttft)
-        raise UpstreamUnavailableError(
+        err = UpstreamUnavailableError(
             f"{adapter.spec.label} closed the stream before it ended; try again (mid-stream)", provider=adapter.spec.id
         )
+        _relay_cut_short(call, err, reader, ttft, adapter, body, resp, sample)
+        raise err
     else:
         call.record(usage=reader.usage(), ttft=ttft)
+
+
+def _relay_cut_short(call: _Call, exc: BaseException, reader: StreamReader, ttft: float | None, adapter: Any,
+                     body: dict[str, Any], resp: Any, sample: list[bytes]) -> None:
+    call.cut_short(exc, reader.usage_so_far(), ttft, True, lambda: wire_prompt_chars(body),
+                   lambda: reader.streamed(adapter, sample, _received(resp)))
+
+
+def _received(resp: Any) -> int:
+    """Bytes of the body received so far (aiohttp counts them anyway); 0 if unknown."""
+    return int(getattr(getattr(resp, "content", None), "total_bytes", 0) or 0)

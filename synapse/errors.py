@@ -95,6 +95,8 @@ class ProviderError(SynapseError):
     kind = "provider_error"
     #: Whether the transport may retry the request that produced this error.
     retryable: bool = False
+    #: The request field the provider blamed (OpenAI's `error.param`), when it named one.
+    param: str | None = None
 
     def __init__(
         self,

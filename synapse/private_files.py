@@ -78,13 +78,8 @@ def write_private(path: Path, text: str) -> None:
     """
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     ensure_dir(target.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = _written_beside(target, text)
     try:
-        os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
         try:
@@ -99,6 +94,21 @@ def write_private(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
+def _written_beside(target: Path, text: str) -> str:
+    """A new temporary file `.NAME.*.tmp` beside `target` holding `text`, mode 0600, on disk."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        os.fchmod(fd, _FILE_MODE)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
 def create_private_once(path: Path, text: str) -> str:
     """Create `path` holding `text` (mode 0600) unless it exists; return what it holds.
 
@@ -109,17 +119,11 @@ def create_private_once(path: Path, text: str) -> str:
     """
     ensure_dir(path.parent)
     if not path.exists():
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = _written_beside(path, text)
         try:
-            os.fchmod(fd, _FILE_MODE)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass  # another process made it first: its text wins
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: its text wins
         finally:
             os.unlink(tmp)
     return path.read_text(encoding="utf-8")

@@ -221,6 +221,11 @@ class Request:
     #: message_start, Gemini's every chunk): the usage reported so far, so a stream that is
     #: cancelled or breaks midway is recorded with what was already billed.
     usage_so_far: Callable[[], Usage] | None = field(default=None, repr=False, compare=False)
+    #: Set by a streaming adapter once the provider has started its answer: the characters
+    #: streamed so far, as (output, the reasoning part of it): text, tool-call arguments and
+    #: reasoning. Read only when a stream ends early, to estimate its output tokens
+    #: (usage/estimate.py); the adapter's own accumulated state: the success path pays one attribute set.
+    streamed_so_far: Callable[[], tuple[int, int]] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(slots=True)

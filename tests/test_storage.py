@@ -119,3 +119,27 @@ def test_db_upgrade_says_where_it_was_and_where_it_is(empty_database: str, run_s
     assert "s3cret-pw" not in first.out + first.err  # a password in the URL is never printed
     again = run_synapse("db", "upgrade", env={"SYNAPSE_DATABASE_URL": url})
     assert again.code == 0 and f"already at revision {storage.HEAD_REVISION}" in again.out
+
+
+def test_0008_adds_the_estimated_flag_and_takes_it_back(empty_database: str) -> None:
+    """A ledger at 0007 gains `usage_calls.estimated` (false for the rows it has), and loses
+    it again on downgrade, keeping the rows."""
+    eng = sa.create_engine(storage.normalize_url(empty_database))  # not storage.engine(): it migrates to head
+    try:
+        storage.migrate(eng, "0007")
+        row = {"ts": 1.7e9, "day": "2023-11-14", "provider": "openai", "model": "gpt-5", "upstream_model": "gpt-5",
+               "input_tokens": 12, "output_tokens": 3, "call_id": "c" * 32}
+        with eng.begin() as conn:
+            conn.execute(sa.text(f"INSERT INTO usage_calls ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})"),
+                         row)
+        storage.migrate(eng)
+        assert storage.current_revision(eng) == storage.HEAD_REVISION == "0008"
+        with eng.connect() as conn:
+            got = conn.execute(sa.text("SELECT input_tokens, estimated FROM usage_calls")).one()
+        assert (got[0], bool(got[1])) == (12, False)
+        storage.downgrade(eng, "0007")
+        assert "estimated" not in {c["name"] for c in sa.inspect(eng).get_columns("usage_calls")}
+        with eng.connect() as conn:
+            assert conn.execute(sa.text("SELECT input_tokens, call_id FROM usage_calls")).one() == (12, "c" * 32)
+    finally:
+        eng.dispose()

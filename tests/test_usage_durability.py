@@ -8,6 +8,7 @@ every call that returned must have its row."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -300,3 +301,23 @@ def test_rows_a_process_could_not_write_before_it_exited_are_written_by_the_next
     record(rec(1000))  # the next call to this database writes the spilled rows first
     assert flush(30)
     assert db_rows(synapse_env) == [0, *range(1, 301), 1000]
+
+
+@pytest.mark.sqlite_only
+def test_a_spill_file_an_older_synapse_left_is_written_with_todays_rows(synapse_env: Path) -> None:
+    """A spill file holding rows from before `call_id` and `estimated` existed, then rows from
+    today (an older and a newer process spilled to it): one batch of rows with different keys
+    would be refused, so the missing fields get their defaults and every row goes in."""
+    import orjson
+
+    _ready_database(synapse_env)
+    old = ledger_mod.row_for(rec(7))
+    del old["call_id"], old["estimated"]  # as an older Synapse spilled it
+    new = ledger_mod.row_for(dataclasses.replace(rec(8), estimated=True))
+    s = settings_mod.load()
+    backlog_mod.spill_path(storage.database_url(s), s).write_bytes(orjson.dumps(old) + b"\n" + orjson.dumps(new) + b"\n")
+    record(rec(9))
+    assert flush(30)
+    assert db_rows(synapse_env) == [0, 7, 8, 9]
+    with sqlite3.connect(synapse_env / "synapse.db") as conn:
+        assert [r[0] for r in conn.execute("SELECT estimated FROM usage_calls ORDER BY id")] == [0, 0, 1, 0]

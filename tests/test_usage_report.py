@@ -256,3 +256,65 @@ def test_usage_cli_in_a_subprocess(synapse_env: Path) -> None:
                          capture_output=True, text=True, env=env, cwd=root, timeout=60)
     assert bad.returncode == 2
     assert bad.stderr.startswith("synapse: ") and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+# --- calls cut short: estimated tokens ----------------------------------------------------------------
+
+
+def seed_estimated() -> None:
+    """Two complete calls and one stopped midway whose tokens are estimated."""
+    s = settings_mod.load()
+    for i, (usage, outcome, estimated) in enumerate([
+        (Usage(1000, 200), "ok", False),
+        (Usage(400, 30), "cancelled", True),
+        (Usage(500, 100), "ok", False),
+    ]):
+        record(CallRecord("openai", "gpt-5", "gpt-5", NOW - 600 + i, 0.5, 0.2, usage, outcome, True, settings=s,
+                          estimated=estimated))
+    record(CallRecord("anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5", NOW - 500, 0.5, 0.2, Usage(50, 5), "ok",
+                      False, settings=s))
+    assert flush(30)
+
+
+def test_estimated_calls_are_counted_and_priced(synapse_env: Path) -> None:
+    seed_estimated()
+    data = report()
+    assert data["totals"]["estimated_calls"] == 1
+    assert data["totals"]["cost_usd"] == pytest.approx(sum(cost(*c)[0] for c in [
+        ("openai", "gpt-5", Usage(1000, 200)), ("openai", "gpt-5", Usage(400, 30)), ("openai", "gpt-5", Usage(500, 100)),
+        ("anthropic", "claude-sonnet-4-5", Usage(50, 5))]))  # the estimate is priced like any tokens
+    by_model = {r["model"]: r["estimated_calls"] for r in data["by_model"]}
+    assert by_model == {"gpt-5": 1, "claude-sonnet-4-5": 0}
+    assert [r["estimated"] for r in data["recent"]] == [False, False, True, False]  # the latest first
+    assert sum(d["estimated_calls"] for d in data["series"]) == 1
+
+
+async def test_api_and_csv_say_which_calls_are_estimated(synapse_env: Path, app: Any) -> None:
+    seed_estimated()
+    status, _, body = await asgi_get(app, "/api/usage/summary")
+    assert status == 200 and json.loads(body)["estimated_calls"] == 1
+    status, _, body = await asgi_get(app, "/api/usage/export.csv")
+    table = list(csv.DictReader(io.StringIO(body.decode())))
+    assert [(r["outcome"], r["estimated"]) for r in table] == [
+        ("ok", "False"), ("cancelled", "True"), ("ok", "False"), ("ok", "False")]
+
+
+def test_cli_marks_estimated_figures(synapse_env: Path, usage_cli: Any) -> None:
+    seed_estimated()
+    out = usage_cli("usage")
+    assert out.code == 0, out.err
+    tot = report()["totals"]
+    assert f"input tokens     ≈{tot['input_tokens']:,} uncached" in out.out
+    assert f"cost             ≈{tot['cost_label']}" in out.out
+    assert "≈ 1 call cut short: their tokens are estimated" in out.out
+    recent = [line for line in out.out.splitlines() if line.startswith("  20") and "gpt-5" in line]
+    assert [("≈" in line, "[estimated]" in line) for line in recent] == [(False, False), (True, True), (False, False)]
+    by_model = {line.split()[0]: line for line in out.out.split("By model:")[1].split("By agent:")[0].splitlines()[2:]
+                if line.strip()}
+    assert "≈" in by_model["gpt-5"] and "≈" not in by_model["claude-sonnet-4-5"]
+
+
+def test_cli_without_estimates_shows_no_mark(synapse_env: Path, usage_cli: Any) -> None:
+    seed()
+    out = usage_cli("usage", "--since", "all")
+    assert out.code == 0 and "≈" not in out.out and "cut short" not in out.out

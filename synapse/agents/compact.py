@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..caching import CHARS_PER_TOKEN, _part_chars, _tool_chars
+from ..caching import CHARS_PER_TOKEN, prompt_chars
 from ..types import ImagePart, Message, Part, TextPart, Tool, ToolCall, ToolResultPart
 from .events import Compacted
 
@@ -42,16 +42,8 @@ _SUMMARY_PROMPT = (
 )
 
 
-def _chars(part: Any) -> int:
-    if isinstance(part, (TextPart, ToolResultPart, ToolCall, ImagePart)):
-        return _part_chars(part)
-    return len(orjson.dumps(dataclasses.asdict(part), default=str))  # a part type added later
-
-
 def estimate_tokens(messages: Sequence[Message], system: Sequence[TextPart] = (), tools: Sequence[Tool] = ()) -> int:
-    chars = sum(len(p.text) for p in system) + sum(_tool_chars(t) for t in tools)
-    chars += sum(_chars(p) for m in messages for p in m.content)
-    return chars // CHARS_PER_TOKEN
+    return prompt_chars(messages, system, tools) // CHARS_PER_TOKEN
 
 
 def context_window(model: str, settings: Mapping[str, Any]) -> int:

@@ -88,7 +88,7 @@ def _provider_problem(err: ProviderError) -> Problem:
         return Problem(404, m, "invalid_request_error", "model_not_found", "not_found_error", "model")
     if isinstance(err, BadRequestError):
         code = "context_length_exceeded" if err.kind == "context_too_long" else None
-        return Problem(400, m, "invalid_request_error", code, "invalid_request_error")
+        return Problem(400, m, "invalid_request_error", code, "invalid_request_error", err.param)
     if isinstance(err, RateLimitError):
         return Problem(429, m, "rate_limit_error", "rate_limit_exceeded", "rate_limit_error", retry_after=err.retry_after)
     if isinstance(err, OverloadedError):

@@ -61,10 +61,9 @@ def keyword_search(conn: "sa.Connection", text: str, agents: Sequence[str], limi
         return []
     import sqlalchemy as sa
 
-    if conn.dialect.name == "sqlite":
-        terms = _without_common(conn, terms)
-        if not terms:
-            return []
+    terms = _without_common(conn, terms)
+    if not terms:
+        return []
 
     if conn.dialect.name == "postgresql":
         marks = ", ".join(f":a{i}" for i in range(len(agents)))
@@ -114,9 +113,7 @@ def _without_common(conn: "sa.Connection", terms: list[str]) -> list[str]:
         with _df_lock:
             known = _df.get((url, term))
         if known is None or size > known[1] * 1.1:
-            phrase = '"' + term.replace('"', '""') + '"'
-            df = int(conn.exec_driver_sql("SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?",
-                                          (phrase,)).scalar() or 0)
+            df = _document_frequency(conn, term)
             with _df_lock:
                 if len(_df) > 100_000:
                     _df.clear()
@@ -124,6 +121,19 @@ def _without_common(conn: "sa.Connection", terms: list[str]) -> list[str]:
         if known[0] <= limit:
             kept.append(term)
     return kept
+
+
+def _document_frequency(conn: "sa.Connection", term: str) -> int:
+    """How many memories hold `term` (through the full-text index of either database)."""
+    if conn.dialect.name == "postgresql":
+        import sqlalchemy as sa
+
+        return int(conn.execute(sa.text(
+            "SELECT count(*) FROM memories WHERE to_tsvector('simple', text) @@ to_tsquery('simple', :t)"),
+            {"t": term}).scalar() or 0)
+    phrase = '"' + term.replace('"', '""') + '"'
+    return int(conn.exec_driver_sql("SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?",
+                                    (phrase,)).scalar() or 0)
 
 
 def secure_delete(conn: "sa.Connection") -> None:

@@ -63,10 +63,10 @@ from ..types import (
     Usage,
 )
 from . import transport
-from .base import Adapter, looks_like_context_overflow, merge_extra, redact
+from .base import Adapter, looks_like_context_overflow, merge_extra, redact, streamed_chars
 from .catalog import ProviderConfig, ProviderSpec
 
-__all__ = ["AnthropicAdapter", "build", "decode_message", "encode_request", "map_usage"]
+__all__ = ["AnthropicAdapter", "build", "decode_message", "encode_request", "map_usage", "state_chars"]
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -409,6 +409,13 @@ class _StreamState:
         self.unknown: list[str] = []
 
 
+def state_chars(st: _StreamState) -> tuple[int, int]:
+    """(output characters, the reasoning part) a stream has carried so far: text, thinking,
+    and tool input (ours and Anthropic's own tools'); for a stream cut short."""
+    tool_input = (p for b in st.blocks.values() if b[0] in ("tool_use", "server_tool_use") for p in b[2])
+    return streamed_chars((*st.text, *(c.name for c in st.calls)), st.reasoning, tool_input)
+
+
 # --- adapter ------------------------------------------------------------------------------
 
 
@@ -466,7 +473,10 @@ class AnthropicAdapter(Adapter):
         body = transport.dumps(encode_request(req, stream=True))
         resp = await transport.open_stream(self, "POST", self._messages_url, headers=self.headers_for(req), body=body)
         st = _StreamState()
-        req.usage_so_far = lambda: map_usage(st.usage)  # input tokens are known from message_start
+        # input tokens are known from message_start; its output count is a placeholder
+        # until message_delta brings the real one (`stop`), so until then none is reported
+        req.usage_so_far = lambda: map_usage(st.usage if st.stop is not None else {**st.usage, "output_tokens": 0})
+        req.streamed_so_far = lambda: state_chars(st)
         async with resp:
             async for sse in transport.iter_sse(resp, self):
                 try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from ..embed_mode import EmbedMode
@@ -20,11 +20,11 @@ from ..errors import (
     RateLimitError,
     UpstreamUnavailableError,
 )
-from ..types import Embeddings, ModelInfo, Request, Response, StreamEvent
+from ..types import Embeddings, ModelInfo, Request, Response, StreamEvent, ToolCall
 from .catalog import ProviderConfig, ProviderSpec
-from .transport import loads, parse_retry_after
+from .transport import dumps, loads, parse_retry_after
 
-__all__ = ["Adapter", "looks_like_context_overflow", "merge_extra", "redact"]
+__all__ = ["Adapter", "looks_like_context_overflow", "merge_extra", "redact", "streamed_chars"]
 
 _CONTEXT_PATTERNS = re.compile(
     r"prompt is too long|context length|context_length|context window|maximum context|"
@@ -43,6 +43,18 @@ def merge_extra(body: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
         old = body.get(key)
         body[key] = {**old, **value} if isinstance(old, dict) and isinstance(value, Mapping) else value
     return body
+
+
+def streamed_chars(text: Iterable[str], reasoning: Iterable[str], tool_input: Iterable[str] = (),
+                   calls: Iterable[ToolCall] = ()) -> tuple[int, int]:
+    """(output characters, the reasoning part) of a stream so far: its text, reasoning,
+    tool-call input fragments and whole tool calls (name and JSON arguments). What an
+    adapter's `Request.streamed_so_far` returns, read only for a stream cut short."""
+    thought = sum(map(len, reasoning))
+    out = sum(map(len, text)) + thought + sum(map(len, tool_input))
+    for call in calls:
+        out += len(call.name) + (len(dumps(call.arguments)) if call.arguments else 0)
+    return out, thought
 
 
 def looks_like_context_overflow(message: str) -> bool:

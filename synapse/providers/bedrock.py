@@ -57,7 +57,7 @@ from ..types import (
     ToolResultPart,
     Usage,
 )
-from .base import Adapter, looks_like_context_overflow, merge_extra, redact
+from .base import Adapter, looks_like_context_overflow, merge_extra, redact, streamed_chars
 from .catalog import ProviderConfig, ProviderSpec
 from .eventstream import EventStreamDecoder, EventStreamError, EventStreamMessage
 from .transport import iter_chunks, open_stream, parse_retry_after, request
@@ -497,6 +497,8 @@ class BedrockAdapter(Adapter):
         thinking: dict[int, dict[str, Any]] = {}
         raw_stop: str | None = None
         usage: Usage | None = None
+        req.streamed_so_far = lambda: streamed_chars((*text, *(e[2] or "" for e in tools.values())), reasoning,
+                                                     (f for e in tools.values() for f in e[3]))
         decoder = EventStreamDecoder()
         try:
             async for frame in self._frames(resp, decoder):

@@ -57,7 +57,7 @@ from ..types import (
     ToolResultPart,
     Usage,
 )
-from .base import Adapter, merge_extra, redact
+from .base import Adapter, merge_extra, redact, streamed_chars
 from .catalog import ProviderConfig, ProviderSpec
 from .transport import iter_sse, open_stream, parse_retry_after, request
 
@@ -626,6 +626,7 @@ class GeminiAdapter(Adapter):
         resp = await open_stream(self, "POST", url, headers=self.headers, body=body, params={"alt": "sse"})
         asm = _Assembler()
         req.usage_so_far = lambda: map_usage(asm.usage)  # every chunk carries the usage so far
+        req.streamed_so_far = lambda: streamed_chars(asm.text, asm.reasoning, calls=asm.calls)
         events: list[StreamEvent] = []
         async with resp:
             async for sse in iter_sse(resp, self):

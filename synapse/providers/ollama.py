@@ -49,7 +49,7 @@ from ..types import (
     Usage,
 )
 from . import transport
-from .base import Adapter, looks_like_context_overflow, merge_extra, redact
+from .base import Adapter, looks_like_context_overflow, merge_extra, redact, streamed_chars
 from .catalog import ProviderConfig, ProviderSpec
 from .routing import resolve
 from .transport import dumps, loads
@@ -244,6 +244,7 @@ class OllamaAdapter(Adapter):
         text: list[str] = []
         reasoning: list[str] = []
         calls: list[ToolCall] = []
+        req.streamed_so_far = lambda: streamed_chars(text, reasoning, calls=calls)
         final: Mapping[str, Any] | None = None
         async with resp:
             async for obj in transport.iter_ndjson(resp, self):

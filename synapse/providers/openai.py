@@ -63,7 +63,7 @@ from ..types import (
     ToolResultPart,
     Usage,
 )
-from .base import Adapter, looks_like_context_overflow, merge_extra, redact
+from .base import Adapter, looks_like_context_overflow, merge_extra, redact, streamed_chars
 from .catalog import ProviderConfig, ProviderSpec
 from .routing import resolve
 from .transport import dumps, iter_sse, loads, open_stream, parse_retry_after, request
@@ -292,6 +292,7 @@ class OpenAIAdapter(Adapter):
             body.pop("stream_options")
             resp = await open_stream(self, "POST", self._chat_url, headers=self._headers, body=dumps(body))
         acc = _Accumulator()
+        req.streamed_so_far = acc.streamed
         done = False
         async with resp:
             async for ev in iter_sse(resp, self):
@@ -487,7 +488,11 @@ class OpenAIAdapter(Adapter):
             return OverloadedError(f"{label} is overloaded{suffix}; try again shortly", **kw)
         if status == 400 and "model not exist" in message.lower():  # DeepSeek's unknown model
             return NotFoundError(f"{label} does not know that model{suffix}", **kw)
-        return self.error_for_status(status, detail, headers)
+        err = self.error_for_status(status, detail, headers)
+        blamed = data.get("error") if isinstance(data, dict) else None
+        if isinstance(blamed, dict) and isinstance(blamed.get("param"), str):
+            err.param = blamed["param"]  # passed on by the gateway's OpenAI shape
+        return err
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -656,6 +661,11 @@ class _Accumulator:
         self.unknown: list[str] = []
         #: url_citation annotations (OpenAI's search models), by URL.
         self.citations: dict[str, Source] = {}
+
+    def streamed(self) -> tuple[int, int]:
+        """(output characters, the reasoning part) so far: for a stream cut short (Request.streamed_so_far)."""
+        return streamed_chars((*self.text, *self.refusal, *(t.name for t in self.tools)), self.reasoning,
+                              (a for t in self.tools for a in t.args))
 
     def take_annotations(self, annotations: Any) -> None:
         for ann in annotations or ():

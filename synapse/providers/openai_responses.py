@@ -373,6 +373,7 @@ class OpenAIResponsesAdapter(OpenAIAdapter):
         body = self.encode(req, stream=True)
         resp = await open_stream(self, "POST", self._responses_url, headers=self._headers, body=dumps(body))
         st = _StreamState()
+        req.streamed_so_far = st.streamed
         final: dict[str, Any] | None = None
         async with resp:
             async for ev in iter_sse(resp, self):
@@ -424,12 +425,18 @@ def _reasoning_item(p: ReasoningPart, store: bool) -> dict[str, Any] | None:
 class _StreamState:
     """Turns `response.*` events into canonical deltas; keeps finished items by index."""
 
-    __slots__ = ("calls", "count", "items")
+    __slots__ = ("calls", "count", "items", "chars", "thought")
 
     def __init__(self) -> None:
         self.calls: dict[Any, int] = {}  # item id or ("index", output index) -> our tool-call ordinal
         self.count = 0
         self.items: dict[int, dict[str, Any]] = {}
+        #: Characters streamed so far, and the reasoning part (Request.streamed_so_far).
+        self.chars = 0
+        self.thought = 0
+
+    def streamed(self) -> tuple[int, int]:
+        return self.chars, self.thought
 
     def _ordinal(self, data: Mapping[str, Any]) -> int | None:
         key = data.get("item_id")
@@ -441,15 +448,19 @@ class _StreamState:
         if kind == "response.output_text.delta" or kind == "response.refusal.delta":
             delta = data.get("delta")
             if isinstance(delta, str) and delta:
+                self.chars += len(delta)
                 yield TextDelta(delta)
         elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
             delta = data.get("delta")
             if isinstance(delta, str) and delta:
+                self.chars += len(delta)
+                self.thought += len(delta)
                 yield ReasoningDelta(delta)
         elif kind == "response.function_call_arguments.delta":
             ordinal = self._ordinal(data)
             delta = data.get("delta")
             if ordinal is not None and isinstance(delta, str) and delta:
+                self.chars += len(delta)
                 yield ToolCallDelta(ordinal, arguments=delta)
         elif kind == "response.output_item.added":
             item = data.get("item")

@@ -5,6 +5,11 @@ Anthropic-shaped one to Anthropic) as is; the reply goes back as the provider se
 These readers sit on the way: they pass complete SSE lines on at once, and decode only
 the few lines that carry usage, an error or the end of the stream, which they find with
 a byte search. Usage is normalised with the adapters' own functions (reference §1.1).
+
+For a stream cut short before its usage arrived (usage/estimate.py), the relay keeps the
+first `SAMPLE_BYTES` it passed on; a reader's `streamed()` decodes that sample with the
+adapter's own decoder and scales its text to every byte received, only then. Past the
+sample the relay loop does nothing more per chunk than it did before.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from ..types import Usage
 from .transport import loads
 
 __all__ = ["AnthropicStreamReader", "OpenAIStreamReader", "StreamReader", "body_usage"]
+
+#: How much of a relayed stream a reader keeps to estimate its output if it is cut short.
+SAMPLE_BYTES = 32 * 1024
 
 _OPENAI_USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _ERROR_KEY = re.compile(rb'"error"\s*:')
@@ -61,6 +69,32 @@ class StreamReader:
             out = self._scan(out)
         return out
 
+    def streamed(self, adapter: Any, sample: list[bytes], received: int = 0) -> tuple[int, int]:
+        """(output characters, the reasoning part) a stream passed on: text, tool-call
+        arguments and reasoning, decoded from the `sample` of its first bytes and scaled to
+        the `received` bytes of the whole. For the cut-short path only (usage/estimate.py)."""
+        out = reasoning = 0
+        kept = sum(map(len, sample))
+        lines = b"".join(sample).split(b"\n")
+        objs = []
+        for line in lines:
+            if line.startswith(b"data:"):
+                try:
+                    obj = loads(line[5:])
+                except ValueError:
+                    continue
+                if isinstance(obj, dict):
+                    objs.append(obj)
+        if objs:
+            out, reasoning = self._count(objs, adapter)
+        if kept and received > kept:
+            scale = received / kept
+            out, reasoning = round(out * scale), round(reasoning * scale)
+        return out, reasoning
+
+    def _count(self, objs: list[dict[str, Any]], adapter: Any) -> tuple[int, int]:
+        raise NotImplementedError
+
     def close(self) -> bytes:
         """What is left when the upstream ends (a last line without a newline)."""
         rest, self._tail = self._tail, b""
@@ -70,6 +104,10 @@ class StreamReader:
 
     def usage(self) -> Usage:
         raise NotImplementedError
+
+    def usage_so_far(self) -> Usage:
+        """The usage the provider had reported when a stream stopped early."""
+        return self.usage()
 
     def _interesting(self, data: bytes) -> bool:
         raise NotImplementedError
@@ -96,6 +134,18 @@ class OpenAIStreamReader(StreamReader):
         from .openai import normalise_usage
 
         return normalise_usage(self._usage)
+
+    def _count(self, objs: list[dict[str, Any]], adapter: Any) -> tuple[int, int]:
+        from .openai import _Accumulator
+
+        acc = _Accumulator()
+        for obj in objs:
+            try:
+                for _ in acc.feed(obj):
+                    pass
+            except Exception:  # a chunk the decoder refuses: the rest still counts
+                continue
+        return acc.streamed()
 
     def _interesting(self, data: bytes) -> bool:
         return b"[DONE]" in data or _OPENAI_USAGE.search(data) is not None or _ERROR_KEY.search(data) is not None
@@ -133,16 +183,35 @@ class OpenAIStreamReader(StreamReader):
 class AnthropicStreamReader(StreamReader):
     """Messages: usage starts in `message_start` and `message_delta` overwrites what it carries (§2.4)."""
 
-    __slots__ = ("_usage",)
+    __slots__ = ("_usage", "_final")
 
     def __init__(self) -> None:
         super().__init__()
         self._usage: dict[str, Any] = {}
+        self._final = False  # a message_delta (with the real output count) passed
 
     def usage(self) -> Usage:
         from .anthropic import map_usage
 
         return map_usage(self._usage)
+
+    def usage_so_far(self) -> Usage:
+        """What Anthropic had reported when the stream stopped: the input from `message_start`;
+        its output count is a placeholder until `message_delta` carries the real one."""
+        from .anthropic import map_usage
+
+        return map_usage(self._usage if self._final else {**self._usage, "output_tokens": 0})
+
+    def _count(self, objs: list[dict[str, Any]], adapter: Any) -> tuple[int, int]:
+        from .anthropic import _StreamState, state_chars
+
+        st = _StreamState()
+        for obj in objs:
+            try:
+                adapter._on_event(st, obj, {})
+            except Exception:  # an event the decoder refuses: the rest still counts
+                continue
+        return state_chars(st)
 
     def _interesting(self, data: bytes) -> bool:
         return b"message_" in data or b"error" in data
@@ -166,6 +235,7 @@ class AnthropicStreamReader(StreamReader):
                 usage = obj.get("usage")
                 if isinstance(usage, dict):
                     self._usage.update((k, v) for k, v in usage.items() if v is not None)
+                    self._final = True
             elif kind == "message_stop":
                 self.done = True
             elif kind == "error":

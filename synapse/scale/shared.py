@@ -20,10 +20,11 @@ import contextlib
 import logging
 import os
 import threading
-import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..outage import Outage
 
 if TYPE_CHECKING:
     import redis
@@ -67,8 +68,7 @@ class Link:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._down_until = 0.0
-        self._down_since = 0.0
+        self.outage = Outage(BACKOFF)
         self._lock = threading.Lock()
         self._sync: "redis.Redis | None" = None
         self._async: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis]" = (
@@ -79,27 +79,19 @@ class Link:
 
     def available(self) -> bool:
         """False while a recent failure says Redis is down (no call waits on it then)."""
-        return time.monotonic() >= self._down_until
+        return self.outage.available()
 
     def failed(self, exc: BaseException, what: str) -> RedisDown:
-        now = time.monotonic()
-        with self._lock:
-            first = self._down_since == 0.0
-            if first:
-                self._down_since = now
-            self._down_until = now + BACKOFF
-        if first:
+        if self.outage.failed():
             log.warning("Redis at %s is unreachable (%s: %s) while %s; falling back (the response cache is skipped, "
                         "limits use the database) until it is back", _shown(self.url), type(exc).__name__,
                         str(exc).splitlines()[0][:200] if str(exc) else "", what)
         return RedisDown(str(exc))
 
     def succeeded(self) -> None:
-        if self._down_since:
-            with self._lock:
-                since, self._down_since = self._down_since, 0.0
-            if since:
-                log.warning("Redis at %s is back after %.1f s", _shown(self.url), time.monotonic() - since)
+        down = self.outage.succeeded()
+        if down is not None:
+            log.warning("Redis at %s is back after %.1f s", _shown(self.url), down)
 
     # --- clients -------------------------------------------------------------------------
 

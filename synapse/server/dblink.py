@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import SettingsError
+from ..outage import Outage
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -46,9 +45,7 @@ class DatabaseLink:
 
     def __init__(self, url: str | None = None) -> None:
         self.url = url
-        self._down_until = 0.0
-        self._down_since = 0.0
-        self._lock = threading.Lock()
+        self.outage = Outage(BACKOFF)
 
     def engine(self) -> "sa.Engine":
         """The engine of `url`, else of the settings' database (read at most once a second)."""
@@ -65,7 +62,7 @@ class DatabaseLink:
 
     async def run(self, what: str, job: Callable[["sa.Engine"], T]) -> T:
         """`job(engine)` in a thread, or DatabaseDown (logged once) when the database cannot answer."""
-        if time.monotonic() < self._down_until:
+        if not self.outage.available():
             raise DatabaseDown("backing off")
         try:
             result = await asyncio.to_thread(lambda: job(self.engine()))
@@ -73,28 +70,17 @@ class DatabaseLink:
             if not _is_database_error(exc):
                 raise
             raise self._failed(exc, what) from None
-        if self._down_since:
-            self._back()
+        down = self.outage.succeeded()
+        if down is not None:
+            log.warning("the database is back after %.1f s: logins are shared again", down)
         return result
 
     def _failed(self, exc: BaseException, what: str) -> DatabaseDown:
-        now = time.monotonic()
-        with self._lock:
-            first = self._down_since == 0.0
-            if first:
-                self._down_since = now
-            self._down_until = now + BACKOFF
-        if first:
+        if self.outage.failed():
             text = str(exc).splitlines()[0][:200] if str(exc) else ""
             log.warning("the database is unavailable (%s: %s) while %s; logins and login attempts are kept in this "
                         "process's memory until it is back", type(exc).__name__, text, what)
         return DatabaseDown(str(exc))
-
-    def _back(self) -> None:
-        with self._lock:
-            since, self._down_since = self._down_since, 0.0
-        if since:
-            log.warning("the database is back after %.1f s: logins are shared again", time.monotonic() - since)
 
 
 def _is_database_error(exc: BaseException) -> bool:

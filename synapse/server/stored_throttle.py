@@ -105,9 +105,10 @@ class DatabaseLoginThrottle(LoginThrottle):
         with eng.begin() as conn:
             if eng.dialect.name == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
-            now = self._wall()  # read under the lock: stamps are in commit order
             longest = max(w.seconds for w in windows)
-            conn.execute(t.delete().where(t.c.ts <= now - longest))  # SQLite: the write lock, before any read
+            # SQLite: the write lock, before any read (PostgreSQL holds the advisory lock already)
+            conn.execute(t.delete().where(t.c.ts <= self._wall() - longest))
+            now = self._wall()  # read under the lock, so stamps are in commit order
             wait = 0.0
             for column, key, window in zip(columns, keys, windows):
                 count, oldest = conn.execute(

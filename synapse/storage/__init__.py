@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: The newest migration in migrations/versions; `engine()` upgrades older databases.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 #: How long a SQLite connection waits for another connection's lock before "database is locked".

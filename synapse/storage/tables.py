@@ -43,6 +43,9 @@ usage_calls = sa.Table(
     sa.Column("key_name", sa.String(64)),  # the gateway API key the call came with
     # One random id per call, made once: a retried or replayed insert of the same row is ignored.
     sa.Column("call_id", sa.String(32)),
+    # The call was cut short before the provider reported its usage: the missing tokens are
+    # estimated (synapse/usage/estimate.py). Never true for a completed call.
+    sa.Column("estimated", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_usage_calls_ts", "ts"),
     sa.Index("ix_usage_calls_day", "day"),
     sa.Index("ix_usage_calls_session", "session"),

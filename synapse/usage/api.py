@@ -10,6 +10,9 @@ Mount it in the web app with `app.include_router(synapse.usage.api.router)`.
     GET /api/usage/recent?limit=50     the latest calls
     GET /api/usage/export.csv          every call of the period as CSV
 
+Totals, breakdown rows and series days carry `estimated_calls` (calls cut short whose
+missing tokens are estimated, usage/estimate.py); each recent call and CSV row `estimated`.
+
 `since` / `until`: YYYY-MM-DD, ISO date-time, 24h / 7d / 4w, or all (default since=30d),
 UTC. A bad value answers 400 {"detail": "..."}. The numbers are the same as
 `synapse usage --json`: both call `report.report`.

@@ -260,6 +260,7 @@ class Backlog:
                         try:
                             row = orjson.loads(line)
                             row.setdefault("call_id", None)  # a file an older Synapse spilled
+                            row.setdefault("estimated", False)
                             rows.append(row)
                         except orjson.JSONDecodeError:  # a line cut short by a kill -9 while spilling
                             dropped += 1

@@ -48,6 +48,24 @@ def _money(value: float | None) -> str:
     return "—" if value is None else f"${value:.4f}"
 
 
+#: Marks a figure that holds estimated tokens (calls cut short: usage/estimate.py).
+APPROX = "≈"
+
+
+def _approx(text: str, estimated: Any) -> str:
+    return APPROX + text if estimated else text
+
+
+def _tokens(value: int, estimated: Any) -> str:
+    """A token count, marked when it holds an estimate (a zero holds none)."""
+    return _approx(_n(value), estimated and value)
+
+
+def estimate_note(n: int) -> str:
+    """The line under totals that holds estimated tokens."""
+    return f"{APPROX} {n:,} call{'s' if n != 1 else ''} cut short: their tokens are estimated"
+
+
 def _table(rows: list[dict[str, Any]], key: str) -> list[str]:
     lines = [f"  {key:<34} {'calls':>6} {'input':>10} {'output':>9} {'cache rd':>10} {'cache wr':>9} "
              f"{'hit rate':>8}  {'cost':>10}  {'saved':>9}"]
@@ -55,11 +73,13 @@ def _table(rows: list[dict[str, Any]], key: str) -> list[str]:
         name = r.get(key) or "(none)"
         if key == "model":
             name = f"{name} ({r['provider']})"
+        est = r.get("estimated_calls")
         cost = r["cost_label"] if r["cost_usd"] is None or r["unpriced_calls"] else _money(r["cost_usd"])
         lines.append(
-            f"  {name[:34]:<34} {r['calls']:>6} {_n(r['input_tokens']):>10} {_n(r['output_tokens']):>9} "
+            f"  {name[:34]:<34} {r['calls']:>6} {_tokens(r['input_tokens'], est):>10} "
+            f"{_tokens(r['output_tokens'], est):>9} "
             f"{_n(r['cache_read_tokens']):>10} {_n(r['cache_write_tokens']):>9} {_pct(r['cache_hit_rate']):>8}  "
-            f"{cost:>10}  {_money(r['savings_usd']):>9}"
+            f"{_approx(cost, est and r['cost_usd']):>10}  {_money(r['savings_usd']):>9}"
         )
     return lines
 
@@ -76,17 +96,20 @@ def render(data: dict[str, Any], by: str | None = None) -> str:
     if not t["calls"]:
         out.append("no calls recorded in this period")
         return "\n".join(out) + "\n"
+    est = t.get("estimated_calls")
     out += [
         f"calls            {_n(t['calls'])}  ({t['errors']} failed)",
-        f"input tokens     {_n(t['input_tokens'])} uncached",
+        f"input tokens     {_tokens(t['input_tokens'], est)} uncached",
         f"cache read       {_n(t['cache_read_tokens'])}",
         f"cache write      {_n(t['cache_write_tokens'])}",
-        f"output tokens    {_n(t['output_tokens'])}  (reasoning {_n(t['reasoning_tokens'])})",
-        f"cost             {t['cost_label']}",
+        f"output tokens    {_tokens(t['output_tokens'], est)}  (reasoning {_tokens(t['reasoning_tokens'], est)})",
+        f"cost             {_approx(t['cost_label'], est and t['cost_usd'])}",
         f"saved by cache   {_money(t['savings_usd'])}",
         f"cache hit rate   {_pct(t['cache_hit_rate'])}",
         f"response cache   {t['response_cache_hits']} hits ({_pct(t['response_cache_hit_rate'])})",
     ]
+    if est:
+        out.append(estimate_note(est))
     for title, key in _BREAKDOWNS:
         if by is None or by == key:
             out += ["", f"{title}:"] + _table(data[f"by_{key}"], key)
@@ -94,9 +117,12 @@ def render(data: dict[str, Any], by: str | None = None) -> str:
         out += ["", "Recent calls:"]
         for r in data["recent"]:
             flag = " [response cache]" if r["response_cache_hit"] else ""
+            flag += " [estimated]" if r.get("estimated") else ""
+            est = r.get("estimated")
             out.append(
-                f"  {r['time']}  {r['model']:<28} in {_n(r['input_tokens'])} out {_n(r['output_tokens'])} "
-                f"rd {_n(r['cache_read_tokens'])} wr {_n(r['cache_write_tokens'])}  {r['cost_label']}  "
+                f"  {r['time']}  {r['model']:<28} in {_tokens(r['input_tokens'], est)} "
+                f"out {_tokens(r['output_tokens'], est)} "
+                f"rd {_n(r['cache_read_tokens'])} wr {_n(r['cache_write_tokens'])}  {_approx(r['cost_label'], est and r['cost_usd'])}  "
                 f"{r['outcome']}{flag}"
             )
     return "\n".join(out) + "\n"

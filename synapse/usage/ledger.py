@@ -165,6 +165,7 @@ def row_for(rec: "CallRecord") -> dict[str, Any]:
         "outcome": rec.outcome,
         "key_name": ctx.key if ctx is not None else None,
         "call_id": rec.call_id or _assign_call_id(rec),
+        "estimated": bool(rec.estimated),
     }
 
 

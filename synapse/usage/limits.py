@@ -24,12 +24,11 @@ __all__ = ["check_cost_limit", "estimate_prompt_cost"]
 
 def estimate_prompt_cost(provider: str, upstream_model: str, req: "Request") -> float:
     """What this request's prompt alone costs at the input price (0 when unknown)."""
-    from ..caching import CHARS_PER_TOKEN, _part_chars, _tool_chars
+    from ..caching import CHARS_PER_TOKEN, prompt_chars
     from ..types import Usage
     from .prices import price
 
-    chars = sum(len(p.text) for p in req.system) + sum(_tool_chars(t) for t in req.tools)
-    chars += sum(_part_chars(p) for m in req.messages for p in m.content)
+    chars = prompt_chars(req.messages, req.system, req.tools)
     p = price(provider, upstream_model, Usage(input_tokens=chars // CHARS_PER_TOKEN))
     return p.cost_usd if p is not None else 0.0
 

@@ -11,6 +11,10 @@ Definitions:
 * cost_usd sums the calls whose price is known; it is None ("price unknown") when no
   call of the group has a known price, and `unpriced_calls` counts the others. Never $0
   for an unknown price.
+* estimated_calls counts the calls cut short before the provider reported their usage
+  (cancelled, timed out, broken midway): their missing tokens are estimated
+  (usage/estimate.py) and priced as usual, so the group's tokens and cost are approximate.
+  A row says it with `estimated`.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ _COLUMN = {"key": "key_name"}
 CSV_COLUMNS = (
     "time", "provider", "model", "upstream_model", "agent", "session", "kind", "stream",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
-    "cost_usd", "savings_usd", "response_cache_hit", "latency_ms", "ttft_ms", "outcome", "key",
+    "cost_usd", "savings_usd", "response_cache_hit", "latency_ms", "ttft_ms", "outcome", "key", "estimated",
 )
 
 _RELATIVE = re.compile(r"^(\d+)\s*([hdw])$")
@@ -171,6 +175,7 @@ def _aggregates() -> list[Any]:
         sa.func.sum(t.c.savings_usd).label("savings_usd"),
         total(sa.case((t.c.response_cache_hit == sa.true(), 1), else_=0)).label("response_cache_hits"),
         total(sa.case((t.c.outcome != "ok", 1), else_=0)).label("errors"),
+        total(sa.case((t.c.estimated == sa.true(), 1), else_=0)).label("estimated_calls"),
     ]
 
 
@@ -198,6 +203,7 @@ def _finish(row: Mapping[Any, Any]) -> dict[str, Any]:
         "response_cache_hits": hits,
         "response_cache_hit_rate": round(hits / calls, 6) if calls else None,
         "errors": int(row["errors"] or 0),
+        "estimated_calls": int(row["estimated_calls"] or 0),
     }
 
 
@@ -255,6 +261,7 @@ def series(conn: "sa.Connection", since: float | None = None, until: float | Non
             "cost_usd": d["cost_usd"] if d else 0.0,
             "savings_usd": (d["savings_usd"] or 0.0) if d else 0.0,
             "unpriced_calls": d["unpriced_calls"] if d else 0,
+            "estimated_calls": d["estimated_calls"] if d else 0,
         })
         day += timedelta(days=1)
     return out
@@ -284,6 +291,7 @@ def _row_out(row: Mapping[Any, Any]) -> dict[str, Any]:
         "ttft_ms": row["ttft_ms"],
         "outcome": row["outcome"],
         "key": row["key_name"],
+        "estimated": bool(row["estimated"]),
     }
 
 

@@ -6,7 +6,8 @@ writes their settings to a temp data folder's settings.json, and runs `fill_ledg
 subprocess with SYNAPSE_DATA_DIR pointing there: a two-turn Anthropic conversation with
 a long system prompt (the prompt cache is written, then read: savings > 0), an OpenAI
 call for an agent, an OpenAI-compatible call whose price is unknown, an exact response-
-cache hit, a streamed Claude Haiku call, and a failed call (529 Overloaded). One more row
+cache hit, a streamed Claude Haiku call, a failed call (529 Overloaded), and a GPT-5 stream
+stopped after its first words (cut short: its tokens are estimated). One more row
 replays the Haiku call's real record ten days earlier, so the periods differ. Then
 `ledger.flush()`, and `synapse serve` reads that folder. Every number on the page is
 compared with GET /api/usage and with the usage the calls reported.
@@ -38,6 +39,8 @@ SECRETS = [ANTHROPIC_KEY, OPENAI_KEY, TOGETHER_KEY]
 UNPRICED = "oaic.meta-llama/Llama-3.3-70B-Instruct-Turbo"
 MANUAL = "The manual says: keep the valve closed and check the gauge every morning. " * 80
 DAY = 86400.0
+STOPPED = "Tell me a long story about the valve and the gauge."
+APPROX = "≈"
 
 
 # --- the calls (run in a subprocess: Playwright's sync API owns this thread's event loop) ---------
@@ -52,7 +55,7 @@ def fill_ledger() -> None:
     from synapse.client import CallContext, CallRecord, add_observer
     from synapse.errors import SynapseError
     from synapse.providers.transport import close_session
-    from synapse.types import Message, TextPart
+    from synapse.types import Message, TextDelta, TextPart
     from synapse.usage import ledger
 
     records: list[CallRecord] = []
@@ -81,6 +84,15 @@ def fill_ledger() -> None:
         async for ev in synapse.astream("claude-haiku-4-5", "Stream me a haiku.", context=CallContext(agent="poet")):
             done = getattr(ev, "response", done)
         note("claude-haiku-4-5", done, stream=True)
+        stream = synapse.astream("gpt-5", STOPPED)  # stopped after its first words, as the Chat page's Stop
+        text = ""
+        async for ev in stream:
+            if isinstance(ev, TextDelta):
+                text += ev.text
+                break
+        await stream.aclose()  # type: ignore[attr-defined]
+        cut = records[-1]
+        calls.append({"model": "gpt-5", "usage": cut.usage.as_dict(), "text": text, "estimated": cut.estimated})
         await close_session()
 
     asyncio.run(main())
@@ -185,9 +197,24 @@ def table_rows(page: Any, table: str) -> dict[str, dict[str, str]]:
     return dict(pairs)  # in the page's order (a JS object would sort numeric keys)
 
 
+def approx(text: str, estimated: Any) -> str:
+    """The page marks a figure holding estimated tokens with "≈"."""
+    return APPROX + text if estimated else text
+
+
+#: The token columns an estimate can fill (cache reads and writes are only ever reported).
+ESTIMABLE = ("input_tokens", "output_tokens", "reasoning_tokens")
+
+
+def estimable(k: str, value: int, estimated: Any) -> bool:
+    """Whether the page marks a token figure: estimated, of a kind an estimate fills, not zero."""
+    return bool(estimated) and k in ESTIMABLE and value > 0
+
+
 def check_totals(page: Any, t: dict[str, Any]) -> None:
+    est = t["estimated_calls"]
     assert total(page, "calls") == n(t["calls"])
-    assert total(page, "cost") == ("price unknown" if t["cost_usd"] is None else usd(t["cost_usd"]))
+    assert total(page, "cost") == ("price unknown" if t["cost_usd"] is None else approx(usd(t["cost_usd"]), est and t["cost_usd"] > 0))
     if t["unpriced_calls"]:
         assert total(page, "unpriced") == "+ price unknown for " + plural(t["unpriced_calls"], "call")
     assert total(page, "savings") == usd(t["savings_usd"])
@@ -195,7 +222,12 @@ def check_totals(page: Any, t: dict[str, Any]) -> None:
     assert total(page, "response_cache_hits") == plural(t["response_cache_hits"], "hit")
     assert total(page, "response_cache_hit_rate").startswith(pct(t["response_cache_hit_rate"]))
     for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
-        assert total(page, k) == n(t[k]), k
+        assert total(page, k) == approx(n(t[k]), estimable(k, t[k], est)), k
+    note = page.locator("#estimate-note")
+    if est:
+        assert note.inner_text() == f"{APPROX} {plural(est, 'call')} cut short: their tokens are estimated"
+    else:
+        assert not note.is_visible()
 
 
 def check_breakdown(page: Any, table: str, by: str, rows: list[dict[str, Any]]) -> None:
@@ -203,9 +235,10 @@ def check_breakdown(page: Any, table: str, by: str, rows: list[dict[str, Any]]) 
     assert list(shown) == ["" if r[by] is None else r[by] for r in rows]
     for r in rows:
         cells = shown["" if r[by] is None else r[by]]
+        est = r["estimated_calls"]
         for k in ("calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
-            assert cells[k] == n(r[k]), (by, r[by], k)
-        assert cells["cost"] == r["cost_label"]
+            assert cells[k] == approx(n(r[k]), estimable(k, r[k], est)), (by, r[by], k)
+        assert cells["cost"] == approx(r["cost_label"], est and (r["cost_usd"] or 0) > 0)
         assert cells["savings"] == usd(r["savings_usd"])
         assert cells["cache_hit_rate"] == pct(r["cache_hit_rate"])
         assert cells["response_cache_hits"] == n(r["response_cache_hits"])
@@ -230,6 +263,12 @@ def test_the_calls_wrote_the_ledger(world: dict[str, Any], api: ApiClient) -> No
             for k, v in call["usage"].items():
                 assert row[k] == v, (call["model"], k)
     assert recorded[0]["outcome"] != "ok" and recorded[0]["cost_usd"] == 0.0  # failed: no tokens, known price
+    cut, row = calls[-1], recorded[len(calls) - 1]
+    assert (row["outcome"], row["estimated"], cut["estimated"]) == ("cancelled", True, True)
+    assert row["input_tokens"] == -(-len(STOPPED) // 4)  # the prompt, at 4 characters a token
+    assert row["output_tokens"] == -(-len(cut["text"]) // 4) > 0  # what was streamed before the stop
+    assert row["cost_usd"] > 0  # priced as usual
+    assert [r["estimated"] for r in recorded].count(True) == 1 == data["totals"]["estimated_calls"]
     assert data["totals"]["savings_usd"] > 0
     by_model = {r["model"]: r for r in data["by_model"]}
     assert by_model[UNPRICED]["cost_usd"] is None and by_model[UNPRICED]["cost_label"] == "price unknown"
@@ -253,7 +292,7 @@ def test_totals_breakdowns_and_recent_calls_match_the_api(world: dict[str, Any],
     for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
         assert t[k] == sum(u[k] for u in made), k
     assert page.locator('[data-total="savings"]').inner_text() != "$0.00"
-    assert page.locator('[data-total="cost"]').inner_text().startswith("$")
+    assert page.locator('[data-total="cost"]').inner_text().startswith(APPROX + "$")  # it holds an estimate
     assert "price unknown for 1 call" in total(page, "unpriced")
     assert total(page, "response_cache_hits") == "1 hit"
     check_breakdown(page, "#by-provider", "provider", data["by_provider"])
@@ -272,15 +311,16 @@ def test_totals_breakdowns_and_recent_calls_match_the_api(world: dict[str, Any],
         assert cells["model"] == r["model"] and cells["agent"] == (r["agent"] or "—")
         assert cells["provider"] == {"anthropic": "Anthropic", "openai": "OpenAI", "oaic": "OpenAI Compatible"}[r["provider"]]
         for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
-            assert cells[k] == n(r[k])
-        assert cells["cost"] == r["cost_label"] and cells["savings"] == usd(r["savings_usd"])
+            assert cells[k] == approx(n(r[k]), estimable(k, r[k], r["estimated"]))
+        assert cells["cost"] == approx(r["cost_label"], r["estimated"] and (r["cost_usd"] or 0) > 0)
+        assert cells["savings"] == usd(r["savings_usd"])
         assert cells["latency"] == ms(r["latency_ms"]) and cells["ttft"] == ms(r["ttft_ms"])
         assert cells["outcome"] == r["outcome"]
         assert cells["response_cache_hit"] == ("hit" if r["response_cache_hit"] else "—")
     unpriced_row = next(r for r in data["recent"] if r["model"] == UNPRICED)
     assert recent[str(unpriced_row["id"])]["cost"] == "price unknown"
     assert sum(1 for c in recent.values() if c["response_cache_hit"] == "hit") == 1
-    assert sum(1 for c in recent.values() if c["outcome"] != "ok") == 1
+    assert sorted(c["outcome"] for c in recent.values() if c["outcome"] != "ok") == ["cancelled", "overloaded"]
 
     # the chart: an accessible SVG, one bar pair per day of the series, the numbers as a table
     svg = page.locator("#chart svg")
@@ -314,7 +354,7 @@ def test_small_costs_and_model_names_read_whole(world: dict[str, Any], page: Any
     small = [r for r in data["recent"] if r["cost_usd"] and r["cost_usd"] < 0.01]
     assert small, "the ledger has no sub-cent call to show"
     for r in small:
-        shown = recent[str(r["id"])]["cost"]
+        shown = recent[str(r["id"])]["cost"].removeprefix(APPROX if r["estimated"] else "")
         assert shown == usd(r["cost_usd"]) and shown != "$0.0000"
         digits = shown.lstrip("$0.")
         assert 1 <= len(digits) <= 2 and float(shown[1:]) == pytest.approx(r["cost_usd"], rel=0.05), shown
@@ -329,6 +369,30 @@ def test_small_costs_and_model_names_read_whole(world: dict[str, Any], page: Any
         assert all(rects == 1 and whole for _, rects, whole in x["segs"]), x  # no part broken or cut
         assert "".join(s for s, _, _ in x["segs"]) == x["id"]
         assert x["lines"] == (1 if "/" not in x["id"] else x["lines"]) and x["lines"] <= x["id"].count("/") + 1, x
+
+
+def test_a_call_cut_short_is_marked_as_an_estimate(world: dict[str, Any], page: Any, api: ApiClient,
+                                                  screenshots: Path) -> None:
+    """The stopped GPT-5 stream: its row, its model and the totals say "≈", a line says why,
+    and hovering an estimated cell explains it; complete calls carry no mark."""
+    open_usage(page, world["server"].url)
+    data = api.get("/api/usage?since=30d&recent=50").json()
+    note = page.locator("#estimate-note")
+    assert note.is_visible() and note.inner_text() == "≈ 1 call cut short: their tokens are estimated"
+    [cut] = [r for r in data["recent"] if r["estimated"]]
+    row = page.locator(f'#recent tr[data-id="{cut["id"]}"]')
+    assert row.get_attribute("data-estimated") == "true"
+    cell = row.locator('[data-col="input_tokens"]')
+    assert cell.inner_text() == APPROX + n(cut["input_tokens"])
+    assert "cut short" in (cell.get_attribute("title") or "")
+    assert row.locator('[data-col="cache_read_tokens"]').inner_text() == n(cut["cache_read_tokens"])  # never estimated
+    marked = page.eval_on_selector_all("#recent tbody tr", "els => els.filter(e => e.innerText.includes('≈')).length")
+    assert marked == 1  # the complete calls are not marked
+    assert table_rows(page, "#by-model")["gpt-5"]["cost"].startswith(APPROX)
+    assert not table_rows(page, "#by-model")["claude-sonnet-4-5"]["cost"].startswith(APPROX)
+    page.locator(".stats").scroll_into_view_if_needed()
+    page.locator("#totals-title").locator("..").screenshot(path=str(screenshots / "usage-estimated-totals.png"))
+    row.screenshot(path=str(screenshots / "usage-estimated-row.png"))
 
 
 def test_switch_period_and_custom_dates(world: dict[str, Any], page: Any, api: ApiClient) -> None:
@@ -404,6 +468,7 @@ def test_csv_export(world: dict[str, Any], page: Any, api: ApiClient) -> None:
     assert sum(float(r["cost_usd"] or 0) for r in rows) == pytest.approx(data["totals"]["cost_usd"])
     assert sum(float(r["savings_usd"] or 0) for r in rows) == pytest.approx(data["totals"]["savings_usd"])
     assert [r["response_cache_hit"] for r in rows].count("True") == 1
+    assert [r["estimated"] for r in rows].count("True") == 1 == data["totals"]["estimated_calls"]
 
 
 def test_empty_ledger(world: dict[str, Any], page: Any, screenshots: Path) -> None:

@@ -248,9 +248,12 @@ class OpenAIFake(ResponsesRoutes, FakeServer):
             return denied
         try:
             body = json.loads(await request.read())
-            assert isinstance(body, dict) and isinstance(body.get("messages"), list)
+            assert isinstance(body, dict)
         except Exception:
             return self._error(400, "We could not parse the JSON body of your request.", code=None)
+        problem = self._check_types(body)
+        if problem is not None:
+            return problem
         problem = self._validate(body)
         if problem is not None:
             return problem
@@ -307,6 +310,30 @@ class OpenAIFake(ResponsesRoutes, FakeServer):
             await resp.write_eof()
             return resp
         return self._json(200, data)
+
+    #: Field -> (the JSON types OpenAI accepts, how its type errors name them).
+    _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+        "model": ((str,), "a string"), "messages": ((list,), "an array of objects"),
+        "temperature": ((int, float), "a decimal"), "top_p": ((int, float), "a decimal"),
+        "max_tokens": ((int,), "an integer"), "max_completion_tokens": ((int,), "an integer"),
+        "stream": ((bool,), "a boolean"), "n": ((int,), "an integer"),
+    }
+
+    def _check_types(self, body: dict[str, Any]) -> web.Response | None:
+        """OpenAI checks each field's JSON type before anything else: "Invalid type for
+        'temperature': expected a decimal, but got a string instead." (400 invalid_type)."""
+        for name in ("model", "messages"):
+            if name not in body:
+                return self._error(400, f"Missing required parameter: '{name}'.", param=name,
+                                   code="missing_required_parameter")
+        for name, (types, wanted) in self._TYPES.items():
+            value = body.get(name)
+            if value is None or (isinstance(value, types) and not (isinstance(value, bool) and bool not in types)):
+                continue
+            got = {str: "a string", bool: "a boolean", list: "an array", dict: "an object"}.get(type(value), "a number")
+            return self._error(400, f"Invalid type for '{name}': expected {wanted}, but got {got} instead.",
+                               param=name, code="invalid_type")
+        return None
 
     def _validate(self, body: dict[str, Any]) -> web.Response | None:
         model = body.get("model")

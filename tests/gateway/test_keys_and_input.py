@@ -182,6 +182,12 @@ def test_malformed_json_and_wrong_types_are_400_naming_the_field(gateway: Any, b
     assert r.status_code == 400 and "max_tokens" in r.json()["error"]["message"]
     r = post(gateway, "/v1/chat/completions", {"messages": []}, key)
     assert r.status_code == 400 and r.json()["error"]["param"] == "model"
+    # relayed as they are to an OpenAI-protocol provider, which checks the types and blames the field
+    for field, value in (("messages", "hi"), ("temperature", "hot"), ("max_tokens", "ten")):
+        r = post(gateway, "/v1/chat/completions", {**HI, "model": "gpt-4o-mini", field: value}, key)
+        error = r.json()["error"]
+        assert r.status_code == 400 and error["param"] == field and error["type"] == "invalid_request_error", r.text
+        assert f"Invalid type for '{field}'" in error["message"]
 
 
 def test_a_body_over_the_limit_is_413(gateway: Any, both: Any, make_key: Any, configure: Any) -> None:

@@ -147,7 +147,6 @@ def test_scope_matrix_matches_brute_force_through_puts_and_drops() -> None:
     cache.clear()
 
 
-@pytest.mark.sqlite_only  # FTS5's rule (sql._without_common)
 async def test_words_in_most_memories_are_left_out_of_keyword_search(store: MemoryStore,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sql, "COMMON_MIN_DOCS", 10)

@@ -46,6 +46,11 @@
     return MONTHS[Number(m) - 1] + " " + Number(d);
   }
   const plural = (n, word) => int(n) + " " + word + (n === 1 ? "" : "s");
+  // Calls cut short before the provider reported their usage have estimated tokens:
+  // every figure that holds some is marked "≈" (the API's estimated_calls / estimated).
+  const APPROX = "≈";
+  const ESTIMATED = "Estimated: cut short before the provider reported its usage";
+  const approx = (text, estimated) => estimated ? APPROX + text : text;
 
   // --- the period --------------------------------------------------------------------
 
@@ -177,9 +182,10 @@
   }
 
   function renderTotals(t) {
+    const est = t.estimated_calls || 0;
     setTotal("calls", int(t.calls));
     setTotal("errors", t.errors ? plural(t.errors, "error") : "no errors");
-    setTotal("cost", t.cost_usd === null ? "price unknown" : usd(t.cost_usd));
+    setTotal("cost", t.cost_usd === null ? "price unknown" : approx(usd(t.cost_usd), est && t.cost_usd > 0));
     setTotal("unpriced", t.unpriced_calls ? "+ price unknown for " + plural(t.unpriced_calls, "call") : "every call priced");
     setTotal("savings", t.savings_usd === null ? "—" : usd(t.savings_usd));
     setTotal("cache_hit_rate", pct(t.cache_hit_rate));
@@ -188,9 +194,17 @@
     setTotal("response_cache_hits", plural(t.response_cache_hits, "hit"));
     setTotal("response_cache_hit_rate", pct(t.response_cache_hit_rate) + " of calls answered from the response cache");
     for (const k of ["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"]) {
-      setTotal(k, int(t[k]));
+      setTotal(k, approx(int(t[k]), estimable(k, t[k], est)));
     }
+    const note = $("#estimate-note");
+    note.hidden = !est;
+    note.textContent = est ? APPROX + " " + plural(est, "call") + " cut short: their tokens are estimated" : "";
   }
+
+  // The token columns an estimate fills (cache reads and writes are only ever reported);
+  // a zero is shown plain: nothing was estimated into it.
+  const ESTIMABLE = new Set(["input_tokens", "output_tokens", "reasoning_tokens"]);
+  const estimable = (col, value, estimated) => Boolean(estimated) && ESTIMABLE.has(col) && value > 0;
 
   const NUMBERS = [
     ["calls", "Calls", int],
@@ -216,14 +230,22 @@
   function th(text, cls) { return el("th", { scope: "col", class: cls, text }); }
   function td(col, text, cls) { return el("td", { "data-col": col, class: cls, text }); }
 
-  function costCell(row) {
+  function costCell(row, estimated) {
     // "$0.0123 + price unknown for 2 calls" (the API's cost_label): the note on its own line
     const unknown = row.cost_usd === null || row.cost_usd === undefined;
+    estimated = Boolean(estimated) && row.cost_usd > 0;  // an unknown or zero price holds no estimate
     const label = row.cost_label || "";
     const cut = label.indexOf(" + ");
-    if (unknown || cut < 0) return el("td", { "data-col": "cost", class: "num" + (unknown ? " unknown" : ""), text: label });
-    return el("td", { "data-col": "cost", class: "num" }, el("span", { text: label.slice(0, cut) }),
-      el("span", { class: "sub unknown-note", text: label.slice(cut + 1) }));
+    if (unknown || cut < 0) return mark(el("td", { "data-col": "cost", class: "num" + (unknown ? " unknown" : ""),
+      text: unknown ? label : approx(label, estimated) }), estimated && !unknown);
+    return mark(el("td", { "data-col": "cost", class: "num" }, el("span", { text: approx(label.slice(0, cut), estimated) }),
+      el("span", { class: "sub unknown-note", text: label.slice(cut + 1) })), estimated);
+  }
+
+  // A cell that holds estimated tokens says so on hover.
+  function mark(cell, estimated) {
+    if (estimated) { cell.classList.add("approx"); cell.title = ESTIMATED; }
+    return cell;
   }
 
   // Two header rows: the five token columns sit under one "Tokens" heading.
@@ -253,8 +275,12 @@
         text: r.key === null ? "no key (not through the gateway)" : r.key });
       else name = el("th", { scope: "row", "data-col": "name", text: r.day });
       const tr = el("tr", { "data-key": key }, name);
-      for (const [col, , fmt] of NUMBERS) tr.append(td(col, fmt(r[col]), "num"));
-      tr.append(costCell(r), td("savings", usd(r.savings_usd), "num"), td("cache_hit_rate", pct(r.cache_hit_rate), "num"),
+      const est = r.estimated_calls > 0;
+      for (const [col, , fmt] of NUMBERS) {
+        const marked = estimable(col, r[col], est);
+        tr.append(mark(td(col, approx(fmt(r[col]), marked), "num"), marked));
+      }
+      tr.append(costCell(r, est), td("savings", usd(r.savings_usd), "num"), td("cache_hit_rate", pct(r.cache_hit_rate), "num"),
         td("response_cache_hits", int(r.response_cache_hits), "num"));
       body.append(tr);
     }
@@ -268,18 +294,20 @@
     const body = el("tbody");
     for (const r of rows) {
       const ok = r.outcome === "ok";
-      body.append(el("tr", { "data-id": String(r.id) },
+      const est = Boolean(r.estimated);
+      const tokens = (col) => mark(td(col, approx(int(r[col]), estimable(col, r[col], est)), "num"), estimable(col, r[col], est));
+      body.append(el("tr", { "data-id": String(r.id), "data-estimated": est ? "true" : null },
         el("td", { "data-col": "time" }, el("time", { datetime: r.time },
           el("span", { class: "time-day", text: when(r.time).slice(0, 10) }), " ", el("span", { text: when(r.time).slice(11) }))),
         el("td", { class: "model" }, modelId(r.model, { "data-col": "model" }),
           el("span", { "data-col": "provider", class: "sub", text: provider(r.provider) })),
         td("agent", r.agent === null ? "—" : r.agent, r.agent === null ? "none" : null),
-        td("input_tokens", int(r.input_tokens), "num"),
-        td("output_tokens", int(r.output_tokens), "num"),
+        tokens("input_tokens"),
+        tokens("output_tokens"),
         td("cache_read_tokens", int(r.cache_read_tokens), "num"),
         td("cache_write_tokens", int(r.cache_write_tokens), "num"),
-        td("reasoning_tokens", int(r.reasoning_tokens), "num"),
-        costCell(r),
+        tokens("reasoning_tokens"),
+        costCell(r, est),
         td("savings", usd(r.savings_usd), "num"),
         el("td", { class: "num latency" }, el("span", { "data-col": "latency", text: ms(r.latency_ms) }),
           el("span", { class: "sub", title: "time to the first token" }, "TTFT ", el("span", { "data-col": "ttft", text: ms(r.ttft_ms) }))),
@@ -298,7 +326,7 @@
     body.replaceChildren(...series.map((d) => el("tr", { "data-day": d.day },
       el("th", { scope: "row", text: d.day }),
       td("calls", int(d.calls), "num"),
-      el("td", { "data-col": "cost", class: "num", text: d.cost_usd === null ? "price unknown" : usd(d.cost_usd) + (d.unpriced_calls ? " + price unknown for " + plural(d.unpriced_calls, "call") : "") }),
+      el("td", { "data-col": "cost", class: "num", text: d.cost_usd === null ? "price unknown" : approx(usd(d.cost_usd), d.estimated_calls && d.cost_usd > 0) + (d.unpriced_calls ? " + price unknown for " + plural(d.unpriced_calls, "call") : "") }),
       td("savings", usd(d.savings_usd), "num"))));
   }
 

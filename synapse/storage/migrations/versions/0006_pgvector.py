@@ -66,6 +66,7 @@ def _convert(bind: sa.Connection, new_type: str, old_type: str) -> None:
             "ORDER BY memory_id, model LIMIT :n"), {"i": after[0], "m": after[1], "n": BATCH}).all()
         if not rows:
             break
+        values: list[str] | list[bytes]
         if new_type == "vector":
             values = [to_text(np.frombuffer(bytes(v), dtype="<f4")) for _, _, v in rows]
             cast = "CAST(:v AS vector)"
