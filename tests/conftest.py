@@ -28,6 +28,26 @@ _SCALE_ENV = ("SYNAPSE_DATABASE_URL", "SYNAPSE_REDIS_URL", "SYNAPSE_SECRET_KEY")
 #: A fixed Fernet key for the tests that run on PostgreSQL (scale mode needs one).
 TEST_SECRET_KEY = "q3rrhxDkoQ6gKk0pu9pKMxFObUQq7m8F8X0eJfz0SdM="
 
+_SESSION_DATA: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Nothing a test does reaches the real data folder (~/.local/share/synapse): until a
+    test's own `synapse_env` says otherwise, SYNAPSE_DATA_DIR is a folder of this run (a
+    module's server, made before any test's fixture, would otherwise open the user's)."""
+    global _SESSION_DATA
+    import tempfile
+
+    _SESSION_DATA = Path(tempfile.mkdtemp(prefix="synapse-tests-"))
+    os.environ["SYNAPSE_DATA_DIR"] = str(_SESSION_DATA / "data")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    if _SESSION_DATA is not None:
+        shutil.rmtree(_SESSION_DATA, ignore_errors=True)
+
 
 @pytest.fixture
 def synapse_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database: str) -> Path:

@@ -137,6 +137,9 @@ def _server_engine(url: str) -> "sa.Engine":
                 "database_url points at PostgreSQL, which needs the scale extra: "
                 "pip install -r requirements-scale.lock (or 'synapse-llm[scale]')"
             ) from None
+        from .vector import register_reflection
+
+        register_reflection()  # only here: SQLite need not import the PostgreSQL dialect
         return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
                                 connect_args={"connect_timeout": 3})
     return sa.create_engine(url, pool_pre_ping=True)
@@ -154,6 +157,11 @@ def current_revision(eng: "sa.Engine") -> str | None:
 def _alembic(eng: "sa.Engine", action: str, revision: str) -> None:
     from alembic import command
     from alembic.config import Config
+
+    if eng.dialect.name == "postgresql":
+        from .vector import register_reflection
+
+        register_reflection()
 
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))

@@ -24,7 +24,7 @@ from ..errors import SettingsError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["EXTENSION", "PgVector", "PgvectorMissing", "Vector", "from_text", "require_pgvector", "to_text"]
+__all__ = ["EXTENSION", "PgVector", "PgvectorMissing", "Vector", "from_text", "register_reflection", "require_pgvector", "to_text"]
 
 #: The PostgreSQL extension that provides the `vector` type.
 EXTENSION = "vector"
@@ -85,14 +85,12 @@ def from_text(text: str) -> "np.ndarray":
     return np.array(inner.split(",") if inner else [], dtype=np.float32)
 
 
-def _register_reflection() -> None:
-    """Let SQLAlchemy reflect a `vector` column (schema comparisons in the tests, Alembic)."""
+def register_reflection() -> None:
+    """Let SQLAlchemy reflect a `vector` column (schema comparisons in the tests, Alembic).
+    Called when a PostgreSQL engine is made, so SQLite never imports that dialect."""
     from sqlalchemy.dialects.postgresql import base
 
     base.ischema_names.setdefault("vector", PgVector)
-
-
-_register_reflection()
 
 
 class PgvectorMissing(SettingsError):
