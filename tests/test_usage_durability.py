@@ -248,6 +248,33 @@ def test_a_database_locked_by_another_process_loses_no_row_and_keeps_the_order(
     assert sum("takes writes again" in m for m in said) == 1
 
 
+@pytest.mark.sqlite_only
+def test_a_reader_of_one_database_does_not_wait_for_another_that_refuses_writes(
+    synapse_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Usage page and session totals flush their own database's rows before they read;
+    a locked database elsewhere (another settings' data folder) must not hold them up."""
+    monkeypatch.setattr(ledger_mod, "WRITER_BUSY_MS", 50)
+    _ready_database(synapse_env)
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.setenv("SYNAPSE_DATA_DIR", str(other))
+    settings_mod._cache.clear()
+    other_settings = settings_mod.load()
+    record(rec(0, other_settings))
+    assert flush(30)
+    monkeypatch.setenv("SYNAPSE_DATA_DIR", str(synapse_env))
+    settings_mod._cache.clear()
+    with locked_by_another_process(other):
+        record(rec(7, other_settings))  # waits for the other database
+        record(rec(1))
+        assert not flush(0.5)  # every database: the locked one holds a row
+        assert flush(5, url=storage.database_url(settings_mod.load()))  # this one: written
+        assert db_rows(synapse_env) == [0, 1]
+    assert flush(30)
+    assert db_rows(other) == [0, 7]
+
+
 @pytest.mark.sqlite_only  # PostgreSQL down and back: tests/scale/test_faults.py
 def test_past_the_memory_bound_rows_spill_to_disk_and_come_back_in_order(
     synapse_env: Path, monkeypatch: pytest.MonkeyPatch

@@ -279,7 +279,7 @@ class SessionStore:
         from ..storage.tables import usage_calls as u
         from ..usage import ledger
 
-        ledger.flush(5)
+        ledger.flush(5, url=self.url)
         ids = [i.id for i in infos]
         with self.engine.connect() as conn:
             rows = conn.execute(

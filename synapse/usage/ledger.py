@@ -53,6 +53,16 @@ __all__ = ["Ledger", "flush", "install_sigterm_handler", "key_spend", "ledger", 
 
 log = logging.getLogger("synapse.usage")
 
+class _Flush:
+    """A flush() waiting for the records queued before it: of one database (`url`), or all."""
+
+    __slots__ = ("done", "url")
+
+    def __init__(self, url: str | None) -> None:
+        self.done = threading.Event()
+        self.url = url
+
+
 class _Drain:
     """A request to write everything queued and spill what a failing database holds."""
 
@@ -207,7 +217,7 @@ class Ledger:
         # Owned by the writer thread once it runs.
         self._backlogs: dict[str, Backlog] = {}
         self._seq = 0
-        self._waiters: list[tuple[int, threading.Event]] = []
+        self._waiters: list[tuple[int, _Flush]] = []
         self._behind = False
         self._last_url: tuple[Any, str | None, str] | None = None
 
@@ -229,17 +239,18 @@ class Ledger:
                 atexit.register(self.drain, EXIT_DRAIN_SECONDS)
         install_sigterm_handler()
 
-    def flush(self, timeout: float | None = 30.0) -> bool:
-        """Wait until every record queued before this call is written. False on timeout
-        (a database that refuses writes keeps its rows for later)."""
+    def flush(self, timeout: float | None = 30.0, url: str | None = None) -> bool:
+        """Wait until every record queued before this call is written (with `url`: every
+        one bound for that database, so a reader of it does not wait for another database
+        that refuses writes). False on timeout (a refusing database keeps its rows for later)."""
         if self._thread is None:
             return True
         if not self._thread.is_alive():
             self._start()
-        done = threading.Event()
-        self._q.put(done)
+        request = _Flush(url)
+        self._q.put(request)
         self._wake.set()
-        return done.wait(timeout)
+        return request.done.wait(timeout)
 
     def drain(self, timeout: float = EXIT_DRAIN_SECONDS) -> bool:
         """Before the process ends (atexit, SIGTERM, server shutdown): write everything
@@ -266,7 +277,7 @@ class Ledger:
             # thread wakes once per batch, not once per record (each wake takes the GIL
             # from the event loop), and writes one transaction per batch. A flush or a
             # drain wakes it at once; so does a queue that was still full last round.
-            if item is not None and not busy and not isinstance(item, (threading.Event, _Drain)):
+            if item is not None and not busy and not isinstance(item, (_Flush, _Drain)):
                 self._wake.wait(self.linger)
             self._wake.clear()  # after the wait: a flush that set it has its item queued
             items: list[Any] = []
@@ -280,7 +291,7 @@ class Ledger:
             for item in items:  # in queue order: a flush waits for the records before it
                 if isinstance(item, _Drain):
                     drains.append(item)
-                elif isinstance(item, threading.Event):
+                elif isinstance(item, _Flush):
                     self._waiters.append((self._seq, item))
                 else:
                     self._take(item)
@@ -355,14 +366,19 @@ class Ledger:
         """Wake each flush() whose records are all written."""
         if not self._waiters:
             return
-        pending = [s for s in (b.oldest_seq() for b in self._backlogs.values()) if s is not None]
-        oldest = min(pending) if pending else self._seq
-        keep: list[tuple[int, threading.Event]] = []
-        for seq, event in self._waiters:
-            if oldest >= seq:
-                event.set()
+        oldest: dict[str, int] = {}  # per database: its oldest row not yet written
+        for backlog in self._backlogs.values():
+            seq = backlog.oldest_seq()
+            if seq is not None:
+                oldest[backlog.url] = seq
+        everywhere = min(oldest.values(), default=self._seq)
+        keep: list[tuple[int, _Flush]] = []
+        for seq, request in self._waiters:
+            pending = everywhere if request.url is None else oldest.get(request.url, self._seq)
+            if pending >= seq:
+                request.done.set()
             else:
-                keep.append((seq, event))
+                keep.append((seq, request))
         self._waiters = keep
 
     def _check_behind(self) -> None:

@@ -361,8 +361,9 @@ def _engine(settings: Mapping[str, Any] | None) -> "sa.Engine":
     from .. import storage
     from .ledger import flush
 
-    flush(10)  # calls made by this process are in the database before we read it
-    return storage.engine(settings=settings if settings is not None else settings_mod.load())
+    current = settings if settings is not None else settings_mod.load()
+    flush(10, url=storage.database_url(current))  # this process's calls are in the database before we read it
+    return storage.engine(settings=current)
 
 
 def period(since: str | None = DEFAULT_SINCE, until: str | None = None, *, now: float | None = None) -> tuple[float | None, float | None]:
