@@ -4,6 +4,7 @@ attempts, never just the per-attempt timeout. Against fakes that hang."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -49,7 +50,8 @@ async def test_the_deadline_ends_a_hung_call_long_before_its_request_timeout(ant
     with pytest.raises(ProviderTimeoutError) as caught:
         await synapse.achat("claude-sonnet-4-5", "hi")
     waited = time.monotonic() - t0
-    assert "did not answer within the 0.4 s request_deadline (1 attempt over 0.4 s)" in str(caught.value)
+    said = re.search(r"did not answer within the 0\.4 s request_deadline \(1 attempt over (\d+\.\d) s\)", str(caught.value))
+    assert said is not None and float(said[1]) >= 0.4, str(caught.value)  # the time it took, however busy the machine
     assert waited < 10  # not 30 s x 4 attempts
     assert len(anthropic.requests) == 1
 
